@@ -1,0 +1,1 @@
+"""The `dragfu` command line."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: the NVIDIA reference data beside the checkout, small random generators."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("DRAGFU_REFERENCE", REPO.parent / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE / "tiny_generator.safetensors").exists():
+        pytest.fail(f"NVIDIA reference data missing at {REFERENCE} (set DRAGFU_REFERENCE)")
+    return REFERENCE
+
+
+def make_tiny_generator(resolution: int = 32, seed: int = 0, **overrides):
+    """A small random-weight generator (NVIDIA layout) for fast tests."""
+    from dragfu.models import Generator
+
+    torch.manual_seed(seed)
+    kwargs = dict(
+        z_dim=32, c_dim=0, w_dim=32, img_resolution=resolution, img_channels=3,
+        channel_base=resolution * 16, channel_max=32, conv_clamp=256,
+        mapping_kwargs={"num_layers": 2},
+    )  # fmt: skip
+    kwargs.update(overrides)
+    return Generator(**kwargs).eval().requires_grad_(False)
+
+
+@pytest.fixture
+def tiny_generator():
+    return make_tiny_generator()
