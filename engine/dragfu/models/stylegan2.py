@@ -317,22 +317,30 @@ class SynthesisNetwork(nn.Module):
         fused_modconv: bool = True,
         generator: torch.Generator | None = None,
         with_rgb: bool = True,
+        features_at: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the blocks up to resolution `stop_at` (default: all), nothing beyond.
 
-        Returns that block's features [N, C, R, R] and the RGB image accumulated so far
-        [N, 3, R, R] (None with `with_rgb=False`, which also skips every to-RGB layer).
+        Returns the features [N, C, R, R] of block `features_at` (default: the last block run)
+        and the RGB image accumulated so far [N, 3, R, R] (None with `with_rgb=False`, which also
+        skips every to-RGB layer).
         """
         stop_at = stop_at or self.img_resolution
-        if stop_at not in self.block_resolutions:
-            raise ValueError(f"stop_at must be one of {self.block_resolutions}, got {stop_at}")
-        x = img = None
+        features_at = features_at or stop_at
+        for res in (stop_at, features_at):
+            if res not in self.block_resolutions:
+                raise ValueError(
+                    f"block resolution must be one of {self.block_resolutions}, got {res}"
+                )
+        x = img = features = None
         for res, block_ws in self.block_ws(ws).items():
             block = getattr(self, f"b{res}")
             x, img = block(x, img, block_ws, noise_mode, fused_modconv, generator, with_rgb)
+            if res == features_at:
+                features = x
             if res == stop_at:
                 break
-        return x, img
+        return features, img
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", **kwargs) -> torch.Tensor:
         return self.run(ws, noise_mode, **kwargs)[1]

@@ -1,0 +1,262 @@
+"""`dragfu drag`: drag points on a seed's image, or on an existing image (projected first)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from dragfu.cli.common import (
+    add_device_option,
+    add_model_option,
+    add_output_options,
+    output_path,
+    print_json,
+    show_progress,
+)
+from dragfu.device import choose_device
+from dragfu.drag import METHODS, DragProgress, DragResult, drag
+from dragfu.errors import BadInputError
+from dragfu.models import load_generator
+from dragfu.models.seeds import DEFAULT_PSI, ws_from_seed
+
+
+class _Ordered(argparse.Action):
+    """Keep --drag and --via in command-line order: a --via belongs to the --drag before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        items = getattr(namespace, "route", None) or []
+        items.append((self.dest, value))
+        namespace.route = items
+
+
+def parse_point(text: str, where: str) -> tuple[float, float]:
+    try:
+        x, y = (float(part) for part in text.split(","))
+    except ValueError:
+        raise BadInputError(f"{where} {text!r}: expected X,Y") from None
+    return x, y
+
+
+def parse_route(items: list[tuple[str, str]]) -> tuple[list, list, list]:
+    """[('drag', 'X1,Y1:X2,Y2'), ('via', 'X,Y'), ...] -> handles, targets, waypoints."""
+    handles, targets, waypoints = [], [], []
+    for kind, value in items:
+        if kind == "drag":
+            if value.count(":") != 1:
+                raise BadInputError(f"--drag {value!r}: expected X1,Y1:X2,Y2")
+            start, end = value.split(":")
+            handles.append(parse_point(start, "--drag"))
+            targets.append(parse_point(end, "--drag"))
+            waypoints.append([])
+        else:
+            if not waypoints:
+                raise BadInputError(f"--via {value!r} comes before any --drag")
+            waypoints[-1].append(parse_point(value, "--via"))
+    return handles, targets, waypoints
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "drag",
+        help="drag handle points to target points",
+        description="Coordinates are pixels of the output image (x right, y down, pixel centres "
+        "at +0.5). Without IMAGE the seed's image is edited; with IMAGE, the image is projected "
+        "into the model first (cached) and the result has the image's size.",
+    )
+    parser.add_argument("image", nargs="?", help="existing image to edit (optional)")
+    add_model_option(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image to edit (no IMAGE)")
+    parser.add_argument(
+        "--psi", type=float, default=DEFAULT_PSI, help=f"truncation psi (default {DEFAULT_PSI})"
+    )
+    parser.add_argument(
+        "--drag", dest="drag", action=_Ordered, metavar="X1,Y1:X2,Y2", help="handle:target (repeat)"
+    )
+    parser.add_argument(
+        "--via", dest="via", action=_Ordered, metavar="X,Y", help="waypoint of the preceding --drag"
+    )
+    parser.add_argument(
+        "--mask", help="movable region: image of the output's size, white = may move"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=300, help="maximum optimisation steps (default 300)"
+    )
+    parser.add_argument(
+        "--method", choices=METHODS, default="default", help="default (ours) or draggan (published)"
+    )
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("--gif", help="also write the drag's trajectory as an animated GIF")
+    parser.add_argument(
+        "--gif-every", type=int, default=5, help="GIF frame every k steps (default 5)"
+    )
+    parser.add_argument("--latent-out", help="also save the final W+ latent (.safetensors)")
+    add_device_option(parser)
+    add_output_options(parser)
+    parser.set_defaults(func=run, route=None)
+
+
+def load_mask(path: str, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image.convert("L")) > 127
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"--mask {path}: cannot read the image ({error})") from None
+    if mask.shape != (size[1], size[0]):
+        raise BadInputError(
+            f"--mask {path}: is {mask.shape[1]}x{mask.shape[0]}, the output is {size[0]}x{size[1]}"
+        )
+    return mask
+
+
+def run(args: argparse.Namespace) -> int:
+    handles, targets, waypoints = parse_route(args.route or [])
+    if not handles:
+        raise BadInputError("no --drag given: say at least one X1,Y1:X2,Y2")
+    if args.steps < 1:
+        raise BadInputError(f"--steps {args.steps}: must be at least 1")
+    out = output_path(args.out, "--out")
+    gif = output_path(args.gif, "--gif") if args.gif else None
+    device = choose_device(args.device)
+    G = load_generator(args.model, device)
+    size = G.img_resolution
+
+    if args.image:
+        edit = ImageEdit.open(args.image, G, quiet=args.quiet or args.json)
+        out_size = edit.size
+    else:
+        edit, out_size = None, (size, size)
+    scale = (size / out_size[0], size / out_size[1])
+
+    def to_model(points):
+        return [(x * scale[0], y * scale[1]) for x, y in points]
+
+    def to_output(points):
+        return [(x / scale[0], y / scale[1]) for x, y in points]
+
+    for what, points in (("handle", handles), ("target", targets)):
+        for index, (x, y) in enumerate(points):
+            if not (0 <= x <= out_size[0] and 0 <= y <= out_size[1]):
+                raise BadInputError(
+                    f"{what} {index + 1} at ({x:g}, {y:g}) is outside the {out_size[0]}x{out_size[1]} image"
+                )
+    mask = load_mask(args.mask, out_size) if args.mask else None
+    if mask is not None and out_size != (size, size):
+        mask = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+
+    if edit is not None:
+        generator, ws = edit.generator, edit.ws
+    else:
+        generator, ws = G, ws_from_seed(G, args.seed, args.psi)
+
+    frames: list[Image.Image] = []
+    bar = None
+    if show_progress(args):
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.steps, unit="step", desc="dragging", leave=False)
+
+    def on_step(progress: DragProgress) -> None:
+        if bar is not None:
+            bar.n = progress.step
+            bar.set_postfix(distance=f"{max(progress.distances):.1f}px")
+            bar.refresh()
+        if progress.preview is not None:
+            frames.append(annotate(progress.preview, progress.points, targets_model))
+
+    targets_model = to_model(targets)
+    result = drag(
+        generator, ws, to_model(handles), targets_model,
+        waypoints=[to_model(w) for w in waypoints], mask=mask, method=args.method,
+        max_steps=args.steps, preview_every=args.gif_every if gif else 0,
+        callback=on_step,
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+
+    image = result.image if edit is None else edit.composite(result.image)
+    Image.fromarray(image).save(out)
+    if gif:
+        frames.append(annotate(result.image, result.points, targets_model))
+        write_gif(frames, gif)
+    if args.latent_out:
+        from safetensors.torch import save_file
+
+        save_file(
+            {"ws": result.ws.cpu().contiguous()}, str(output_path(args.latent_out, "--latent-out"))
+        )
+    report(args, result, to_output(result.points), targets, out)
+    return 0
+
+
+def report(args, result: DragResult, points, targets, out: Path) -> None:
+    document = {
+        "steps": result.steps,
+        "points": [list(p) for p in points],
+        "targets": [list(t) for t in targets],
+        "seconds": round(result.seconds, 4),
+        "seconds_per_step": round(result.seconds_per_step, 5),
+        "method": result.method,
+        "converged": result.converged,
+        "out": str(out),
+    }
+    if args.json:
+        print_json(document)
+    elif not args.quiet:
+        state = "reached the targets" if result.converged else "stopped at the step limit"
+        print(f"{state} in {result.steps} steps ({result.seconds:.1f} s); wrote {out}")
+        print(json.dumps({"points": document["points"]}))
+
+
+def annotate(image: np.ndarray, points, targets) -> Image.Image:
+    """Draw handles (red) and targets (blue) on a frame."""
+    frame = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(frame)
+    radius = max(1.5, image.shape[0] / 128)
+    for (x, y), (tx, ty) in zip(points, targets, strict=False):
+        draw.line([(x, y), (tx, ty)], fill=(255, 255, 255), width=1)
+        draw.ellipse([tx - radius, ty - radius, tx + radius, ty + radius], fill=(40, 90, 255))
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 40, 40))
+    return frame
+
+
+def write_gif(frames: list[Image.Image], path: Path, frame_ms: int = 80) -> None:
+    if not frames:
+        return
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+
+
+class ImageEdit:
+    """An existing image, projected into the model (through the projection cache)."""
+
+    def __init__(self, pixels: np.ndarray, projection):
+        self.pixels = pixels
+        self.projection = projection
+        self.size = (pixels.shape[1], pixels.shape[0])
+
+    @classmethod
+    def open(cls, path: str, G, quiet: bool = True) -> ImageEdit:
+        try:
+            from dragfu.imageio import read_image
+            from dragfu.project import ProjectionCache
+        except ImportError:
+            raise BadInputError("editing existing images needs the projection module") from None
+        pixels = read_image(path)
+        projection = ProjectionCache().get_or_project(G, pixels)
+        return cls(pixels, projection)
+
+    @property
+    def generator(self):
+        return self.projection.generator
+
+    @property
+    def ws(self) -> torch.Tensor:
+        return self.projection.ws
+
+    def composite(self, model_image: np.ndarray) -> np.ndarray:
+        """The result at the input image's size."""
+        return np.asarray(Image.fromarray(model_image).resize(self.size, Image.LANCZOS))
