@@ -1,0 +1,1 @@
+"""Benchmark implementations behind `dragfu bench NAME` (each: add_arguments, run -> dict)."""
