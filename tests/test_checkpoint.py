@@ -169,3 +169,63 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"x")
     with pytest.raises(CheckpointError, match="unknown model format"):
         load_generator(tmp_path / "model.bin")
+
+
+def _as_rosinality(G) -> dict:
+    """A state dict in rosinality's stylegan2-pytorch layout, built from an NVIDIA-layout generator."""
+    sd = G.state_dict()
+    out = {}
+    for i in range(G.mapping.num_layers):
+        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"]
+        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"]
+    out["input.input"] = sd["synthesis.b4.const"][None]
+
+    def styled(src, dst):
+        out[f"{dst}.conv.weight"] = sd[f"{src}.weight"][None]
+        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
+        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
+        out[f"{dst}.noise.weight"] = sd[f"{src}.noise_strength"].reshape(1)
+        out[f"{dst}.activate.bias"] = sd[f"{src}.bias"]
+
+    def to_rgb(src, dst):
+        out[f"{dst}.conv.weight"] = sd[f"{src}.weight"][None]
+        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
+        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
+        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(1, -1, 1, 1)
+
+    styled("synthesis.b4.conv1", "conv1")
+    to_rgb("synthesis.b4.torgb", "to_rgb1")
+    out["noises.noise_0"] = sd["synthesis.b4.conv1.noise_const"][None, None]
+    for block, res in enumerate(G.synthesis.block_resolutions[1:]):
+        styled(f"synthesis.b{res}.conv0", f"convs.{2 * block}")
+        styled(f"synthesis.b{res}.conv1", f"convs.{2 * block + 1}")
+        to_rgb(f"synthesis.b{res}.torgb", f"to_rgbs.{block}")
+        out[f"noises.noise_{2 * block + 1}"] = sd[f"synthesis.b{res}.conv0.noise_const"][None, None]
+        out[f"noises.noise_{2 * block + 2}"] = sd[f"synthesis.b{res}.conv1.noise_const"][None, None]
+    return out
+
+
+def test_rosinality_checkpoint_loads_with_inferred_config(tmp_path):
+    import argparse
+
+    G = make_tiny_generator(resolution=32, conv_clamp=None)
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+    path = tmp_path / "550000.pt"
+    torch.save({"g_ema": _as_rosinality(G), "latent_avg": G.mapping.w_avg.clone(),
+                "args": argparse.Namespace(size=32, n_mlp=2)}, path)  # fmt: skip
+    H = load_generator(path)
+    assert H.init_kwargs["channel_base"] == 512 and H.init_kwargs["channel_max"] == 32
+    assert H.init_kwargs["mapping_kwargs"] == {"num_layers": 2}
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        assert torch.equal(G(z, truncation_psi=0.7), H(z, truncation_psi=0.7))
+
+
+def test_rosinality_checkpoint_with_unsafe_global_is_refused(tmp_path):
+    marker = tmp_path / "pwned4"
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": {}, "x": _Evil(marker)}, path)
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        load_generator(path)
+    assert not marker.exists()

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from dragfu.errors import CheckpointError, UnknownModelError
 from dragfu.models.nvidia_pickle import read_generator
+from dragfu.models.rosinality import read_rosinality
 from dragfu.models.stylegan2 import Generator
 
 CONFIG_METADATA_KEY = "dragfu_config"
@@ -132,7 +133,8 @@ def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
 def load_generator(
     path_or_name: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> Generator:
-    """Load a generator from an NVIDIA `.pkl`, our `.safetensors`, or a registry model name."""
+    """Load a generator from an NVIDIA `.pkl`, our `.safetensors`, a rosinality `.pt`, or a
+    registry model name."""
     path = resolve_model_path(path_or_name)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a model file")
@@ -140,8 +142,11 @@ def load_generator(
         G = load_pickle_generator(path)
     elif path.suffix == ".safetensors":
         G = load_safetensors_generator(path)
+    elif path.suffix == ".pt":
+        config, state_dict = read_rosinality(path)
+        G = build_generator(config, state_dict, str(path))
     else:
-        raise CheckpointError(f"{path}: unknown model format (expected .pkl or .safetensors)")
+        raise CheckpointError(f"{path}: unknown model format (expected .pkl, .safetensors or .pt)")
     G.source_path = path
     return G.to(device)
 
