@@ -25,7 +25,7 @@ from dragfu.models import Generator, load_generator
 from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed
 from dragfu.project.losses import psnr, ssim
 from dragfu.toy import LANDMARK_NAMES
-from dragfu.toy.detect import detect
+from dragfu.toy.detector import detect
 
 FIVE = ("left_eye", "right_eye", "mouth_left", "mouth_right", "chin")
 SECTIONS = ("manipulation", "paired", "fidelity", "speed")
@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed-steps", type=int, default=10, help="steps timed on the 512 config")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
 
 
 def landmarks_of(image: np.ndarray, names) -> np.ndarray | None:
@@ -251,6 +254,8 @@ def speed(G_toy, args, methods, device) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = choose_device(args.device)
     G = load_generator(args.model, device)
     methods = [m for m in args.methods.split(",") if m]

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(image: np.ndarray, names: list[str], targets) -> float | None:
     """Mean distance of the detected landmarks to the targets (None if not detected)."""
-    from dragfu.toy.detect import detect
+    from dragfu.toy.detector import detect
 
     found = detect(image)
     if any(name not in found.points for name in names):

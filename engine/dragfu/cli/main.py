@@ -15,8 +15,15 @@ from dragfu.errors import DragfuError
 
 # Subcommand modules under dragfu.cli, in the order `dragfu --help` lists them.
 COMMANDS = [
+    "demo",
     "sample",
     "convert",
+    "drag",
+    "project",
+    "serve",
+    "models",
+    "bench",
+    "doctor",
 ]
 
 

@@ -1,0 +1,532 @@
+# -*- coding: utf-8 -*-
+"""Client for the Drag-Fu engine process (stdlib only; Python 2.7 and 3.x).
+
+The plug-in cannot import the engine (GIMP's Python has no torch, and may be 2.7), so it starts
+``dragfu serve`` as a subprocess (or any command that ends up running it, such as
+``ssh gpu-box dragfu serve``) and talks to it in frames (docs/protocol.md).
+
+    client = EngineClient(["dragfu", "serve"])
+    client.start()                                   # spawns the engine, says hello
+    result = client.drag(seed=3, handles=[(40, 50)], targets=[(60, 50)],
+                         progress=on_progress, should_cancel=gimp_cancelled)
+    pixels = result.parts["image"]                   # Part: PNG or raw array bytes
+    client.close()
+
+Every request gets zero or more ``progress`` events and then exactly one ``result`` or ``error``.
+Errors come back as ``EngineError`` (``code``, ``message``, ``hint``), ``EngineCancelled`` when the
+request was cancelled.
+"""
+
+from __future__ import absolute_import, division, print_function, unicode_literals
+
+import collections
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+try:
+    import queue  # novermin
+except ImportError:  # pragma: no cover - Python 2.7
+    import Queue as queue  # noqa: N813  # novermin
+
+from . import frames
+from .frames import PROTOCOL_VERSION, FrameError, FrameReader, array_part, encode_frame, png_part
+
+__all__ = [
+    "EngineClient",
+    "EngineError",
+    "EngineCancelled",
+    "engine_command",
+    "engine_environment",
+    "array_part",
+    "png_part",
+    "PROTOCOL_VERSION",
+]
+
+CREATE_NO_WINDOW = 0x08000000  # Windows: do not flash a console window for the engine
+FLATPAK_INFO = "/.flatpak-info"
+# Variables GIMP sets for its own bundled Python; the engine's Python must not inherit them.
+STRIPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
+
+_EOF = object()
+
+
+class EngineError(Exception):
+    """An ``error`` event from the engine, or the engine process failing (code ``engine_failed``)."""
+
+    def __init__(self, code, message, hint="", request_id=None):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.hint = hint or ""
+        self.request_id = request_id
+
+    def __str__(self):
+        if self.hint:
+            return "%s (%s)" % (self.message, self.hint)
+        return self.message
+
+    def user_message(self):
+        """Message + hint, for a GIMP message box."""
+        return str(self)
+
+
+class EngineCancelled(EngineError):
+    """The request was cancelled (by ``cancel()``, ``should_cancel``, or a kill after the grace period)."""
+
+
+def in_flatpak():
+    return os.path.exists(FLATPAK_INFO)
+
+
+def engine_command(argv, flatpak=None):
+    """The argv to spawn: inside a Flatpak sandbox (GIMP from Flathub) the engine lives on the host."""
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise ValueError("the engine command is empty")
+    if flatpak is None:
+        flatpak = in_flatpak()
+    if flatpak and argv[0] != "flatpak-spawn":
+        # --watch-bus: the host command ends when flatpak-spawn (i.e. the plug-in) goes away.
+        argv = ["flatpak-spawn", "--host", "--watch-bus"] + argv
+    return argv
+
+
+def engine_environment(base=None, extra=None):
+    """The engine's environment: ours without the variables that point at GIMP's own Python."""
+    env = dict(os.environ if base is None else base)
+    for name in STRIPPED_ENV:
+        env.pop(name, None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+class EngineClient(object):
+    """One engine process and the conversation with it.
+
+    ``argv``: the engine command as a list (``["dragfu", "serve"]``, ``["ssh", "gpu-box", "dragfu",
+    "serve"]``). ``startup_timeout``: seconds to wait for the hello answer (a cold start loads
+    torch; over ssh add the login). ``event_timeout``: the longest silence tolerated while a
+    request runs (the engine sends progress every optimisation step); after it the engine is
+    killed. ``stderr_lines``: how many of the engine's last log lines to keep for error messages;
+    ``log``: optional callable that receives every engine log line as it arrives.
+    """
+
+    def __init__(
+        self,
+        argv,
+        env=None,
+        cwd=None,
+        startup_timeout=180.0,
+        event_timeout=600.0,
+        max_payload_bytes=1 << 40,
+        stderr_lines=40,
+        log=None,
+        flatpak=None,
+    ):
+        self.argv = engine_command(argv, flatpak)
+        self.env = engine_environment() if env is None else env
+        self.cwd = cwd
+        self.startup_timeout = startup_timeout
+        self.event_timeout = event_timeout
+        self.max_payload_bytes = max_payload_bytes
+        self.log = log
+        self.proc = None
+        self.hello_info = None
+        self.stderr_tail = collections.deque(maxlen=stderr_lines)
+        self._events = queue.Queue()
+        self._pending = {}  # request id -> events that arrived while waiting on another request
+        self._ignored = set()  # ids of requests whose answers nobody waits for (cancel)
+        self._ids = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._eof = False
+        self._threads = []
+
+    # -- process ------------------------------------------------------------------------------
+
+    def start(self):
+        """Spawn the engine and say hello; returns the hello result's header (dict)."""
+        kwargs = {}
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            kwargs["creationflags"] = CREATE_NO_WINDOW
+        elif frames.PY2:  # pragma: no cover - Python 2.7
+            kwargs["preexec_fn"] = os.setsid
+        else:
+            # Its own process group, so kill() reaches everything the command started (a
+            # wrapper's children, the engine behind `sh -c`), not only the first process.
+            kwargs["start_new_session"] = True
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+                bufsize=0,
+                **kwargs
+            )
+        except OSError as error:
+            raise EngineError(
+                "engine_failed",
+                "cannot start the engine command %r: %s" % (" ".join(self.argv), error),
+                "check the engine command in the plug-in settings (is Drag-Fu's engine installed?)",
+            )
+        self._threads = []
+        for target, name in ((self._read_stdout, "dragfu-engine-out"), (self._read_stderr, "dragfu-engine-log")):
+            thread = threading.Thread(target=target, name=name)
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+        try:
+            result = self.request(
+                "hello", {"protocol": PROTOCOL_VERSION, "client": "dragfu-plugin"}, timeout=self.startup_timeout
+            )
+        except EngineError:
+            self.kill()  # nothing may linger after a failed start
+            raise
+        info = dict(result.header)
+        supported = info.get("protocols") or [info.get("protocol")]
+        if PROTOCOL_VERSION not in supported:
+            self.kill()
+            raise EngineError(
+                "bad_version",
+                "the engine speaks protocol %r, this plug-in speaks %d" % (supported, PROTOCOL_VERSION),
+                "update the plug-in and the engine to the same release",
+            )
+        self.hello_info = info
+        return info
+
+    def _read_stdout(self):
+        fd = self.proc.stdout.fileno()
+        reader = FrameReader(lambda n: os.read(fd, n), max_payload_bytes=self.max_payload_bytes)
+        while True:
+            try:
+                frame = reader.read_frame()
+            except FrameError as error:
+                self._events.put(error)
+                if error.fatal:
+                    break
+                continue
+            except (OSError, ValueError):
+                break
+            if frame is None:
+                break
+            self._events.put(frame)
+        self._events.put(_EOF)
+
+    def _read_stderr(self):
+        stream = self.proc.stderr
+        while True:
+            try:
+                line = stream.readline()
+            except (OSError, ValueError):
+                return
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            self.stderr_tail.append(text)
+            if self.log is not None:
+                try:
+                    self.log(text)
+                except Exception:  # a broken log sink must not stop the drain (or the engine blocks)
+                    pass
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _wait_exit(self, timeout):
+        deadline = time.time() + timeout
+        while self.proc.poll() is None:
+            if time.time() >= deadline:
+                return None
+            time.sleep(0.02)
+        return self.proc.returncode
+
+    def _signal(self, number):
+        """Send a signal to the engine's process group (POSIX), or to the process itself."""
+        if sys.platform != "win32":
+            try:
+                os.killpg(self.proc.pid, number)
+                return
+            except OSError:
+                pass
+        if self.proc.poll() is None:  # never signal a pid that may already belong to someone else
+            try:
+                self.proc.send_signal(number)
+            except OSError:
+                pass
+
+    def kill(self, grace=2.0):
+        """Stop the engine now, without a goodbye: SIGTERM to its process group (flatpak-spawn
+        forwards it to the host side), then SIGKILL after ``grace`` seconds."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if sys.platform == "win32":  # pragma: no cover - Windows only
+                self.proc.kill()
+            else:
+                self._signal(signal.SIGTERM)
+                if self._wait_exit(grace) is None:
+                    self._signal(signal.SIGKILL)
+        self._wait_exit(10.0)
+        self._close_pipes()
+
+    def _close_pipes(self):
+        # Close our ends only once the threads reading them are done, never under a running read
+        # (the fd number could be reused by the next engine and read by a stale thread).
+        readers = dict(zip(("out", "log"), self._threads))
+        for key, stream in (("in", self.proc.stdin), ("out", self.proc.stdout), ("log", self.proc.stderr)):
+            thread = readers.get(key)
+            if thread is not None:
+                thread.join(2.0)
+                if thread.is_alive():
+                    continue
+            try:
+                stream.close()
+            except (OSError, ValueError, IOError):
+                pass
+
+    def close(self, grace=5.0):
+        """Shut the engine down: ``shutdown`` request, then close its input, then kill after ``grace`` s."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None and not self._eof:
+            try:
+                self.request("shutdown", timeout=grace)
+            except EngineError:
+                pass
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError, IOError):
+            pass
+        code = self._wait_exit(grace)
+        if code is None:
+            self.kill()
+            code = self.proc.returncode
+        else:
+            self._close_pipes()
+        return code
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _failure(self, what):
+        """EngineError for a dead or silent engine, with its last log lines (ssh errors show up there)."""
+        code = self.proc.poll() if self.proc is not None else None
+        if code is not None and len(self._threads) == 2:
+            self._threads[1].join(1.0)  # let the log drain catch the engine's last words
+        tail = [line for line in self.stderr_tail if line.strip()][-3:]
+        message = what
+        if code is not None:
+            message += " (exit code %s)" % code
+        if tail:
+            message += ": " + " | ".join(tail)
+        return EngineError("engine_failed", message, "run the engine command in a terminal to see its full log")
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def new_id(self):
+        return "c%d" % next(self._ids)
+
+    def send(self, type_, fields=None, parts=None, request_id=None):
+        """Send one request frame; returns its id."""
+        if self.proc is None:
+            raise EngineError("engine_failed", "the engine is not started")
+        header = dict(fields or {})
+        header["type"] = type_
+        header["id"] = request_id if request_id is not None else self.new_id()
+        data = encode_frame(header, parts)
+        with self._write_lock:
+            try:
+                fd = self.proc.stdin.fileno()
+                view = memoryview(data)
+                while len(view):
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except (OSError, ValueError, IOError):
+                # The engine is gone; its stderr usually says why.
+                self._wait_exit(1.0)
+                raise self._failure("the engine stopped reading requests")
+        return header["id"]
+
+    def _next_frame(self, timeout):
+        """Next frame from the engine; raises EngineError when the engine dies or stays silent."""
+        try:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _EOF:
+            self._eof = True
+            self._events.put(_EOF)  # later waits see the end too
+            self._wait_exit(2.0)
+            raise self._failure("the engine stopped")
+        if isinstance(item, FrameError):
+            raise EngineError("bad_frame", "the engine sent a bad frame: %s" % item.message)
+        return item
+
+    def events(self, request_id, timeout=None, should_cancel=None, cancel_grace=10.0):
+        """Yield the events of one request (progress..., then the result); raise on ``error``.
+
+        ``should_cancel``: polled about ten times a second; when it returns True a ``cancel`` is
+        sent, and if the engine has not ended the request ``cancel_grace`` seconds later it is
+        killed. ``timeout``: longest silence (default ``event_timeout``); the engine is killed after it.
+        """
+        silence = self.event_timeout if timeout is None else timeout
+        last_event = time.time()
+        cancel_sent_at = None
+        while True:
+            backlog = self._pending.get(request_id)
+            if backlog:
+                frame = backlog.popleft()
+            else:
+                frame = self._next_frame(0.1)
+            now = time.time()
+            if frame is None:
+                if cancel_sent_at is None and should_cancel is not None and should_cancel():
+                    self.cancel(request_id)
+                    cancel_sent_at = now
+                if cancel_sent_at is not None and now - cancel_sent_at > cancel_grace:
+                    self.kill()
+                    raise EngineCancelled(
+                        "cancelled", "the engine did not stop within %g s; it was killed" % cancel_grace,
+                        request_id=request_id,
+                    )
+                if silence is not None and now - last_event > silence:
+                    self.kill()
+                    raise EngineError(
+                        "timeout", "no word from the engine for %g s; it was stopped" % silence,
+                        "raise the timeout for very slow devices, or check the engine's log",
+                        request_id,
+                    )
+                continue
+            last_event = now
+            if frame.id in self._ignored:
+                if frame.type != "progress":
+                    self._ignored.discard(frame.id)
+                continue
+            if frame.id != request_id:
+                if frame.type == "error" and frame.id is None:
+                    # Addressed to nobody: the engine could not read a frame we sent.
+                    raise EngineError(
+                        frame.header.get("code", "error"), frame.header.get("message", ""),
+                        frame.header.get("hint", ""), request_id,
+                    )
+                self._pending.setdefault(frame.id, collections.deque()).append(frame)
+                continue
+            if frame.type == "progress":
+                yield frame
+                if cancel_sent_at is None and should_cancel is not None and should_cancel():
+                    self.cancel(request_id)
+                    cancel_sent_at = time.time()
+                continue
+            self._pending.pop(request_id, None)
+            if frame.type == "error":
+                code = frame.header.get("code", "error")
+                cls = EngineCancelled if code == "cancelled" else EngineError
+                raise cls(code, frame.header.get("message", ""), frame.header.get("hint", ""), request_id)
+            yield frame
+            return
+
+    def wait(self, request_id, progress=None, should_cancel=None, timeout=None, cancel_grace=10.0):
+        """Wait for a request's result frame, calling ``progress(frame)`` for each progress event."""
+        result = None
+        for frame in self.events(request_id, timeout, should_cancel, cancel_grace):
+            if frame.type == "progress":
+                if progress is not None:
+                    progress(frame)
+            else:
+                result = frame
+        return result
+
+    def request(self, type_, fields=None, parts=None, progress=None, should_cancel=None, timeout=None,
+                cancel_grace=10.0):
+        """Send a request and wait for its result frame (``frames.Frame``: ``header`` and ``parts``)."""
+        request_id = self.send(type_, fields, parts)
+        return self.wait(request_id, progress, should_cancel, timeout, cancel_grace)
+
+    def cancel(self, target=None):
+        """Ask the engine to cancel ``target`` (a request id; None = everything). Does not wait:
+        the cancelled request still ends with its own ``error`` event (code ``cancelled``)."""
+        fields = {} if target is None else {"target": target}
+        request_id = self.new_id()
+        self._ignored.add(request_id)  # its own small result is dropped when it arrives
+        return self.send("cancel", fields, request_id=request_id)
+
+    # -- typed requests -----------------------------------------------------------------------
+
+    def hello(self, timeout=None):
+        return self.request("hello", {"protocol": PROTOCOL_VERSION, "client": "dragfu-plugin"}, timeout=timeout).header
+
+    def load_model(self, model, progress=None, should_cancel=None, timeout=None):
+        return self.request("load_model", {"model": model}, progress=progress, should_cancel=should_cancel,
+                            timeout=timeout).header
+
+    def echo(self, parts, timeout=None):
+        return self.request("echo", {}, parts, timeout=timeout)
+
+    def project(self, image, weight_mask=None, model=None, settings=None, output="png", preview_every=0,
+                progress=None, should_cancel=None, timeout=None):
+        """Project ``image`` (a Part named "image") into the model's latent space.
+
+        Returns the result frame: ``header["projection_id"]`` names the latent for ``drag``;
+        ``parts["image"]`` (when present) is the reconstruction at the sent size.
+        """
+        fields = {"output": output, "preview_every": preview_every}
+        if model:
+            fields["model"] = model
+        if settings:
+            fields["settings"] = settings
+        parts = [_renamed(image, "image")]
+        if weight_mask is not None:
+            parts.append(_renamed(weight_mask, "weight_mask"))
+        return self.request("project", fields, parts, progress=progress, should_cancel=should_cancel, timeout=timeout)
+
+    def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
+             mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
+             progress=None, should_cancel=None, timeout=None, cancel_grace=10.0):
+        """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
+
+        The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
+        ``mask`` (a Part, uint8 [H, W], nonzero = may move) limits what moves. Returns the result
+        frame: ``parts["image"]``, ``header["points"]`` (where the handles ended up) and
+        ``header["latent_id"]`` (to keep dragging from the result).
+        """
+        fields = {
+            "handles": [[float(x), float(y)] for x, y in handles],
+            "targets": [[float(x), float(y)] for x, y in targets],
+            "preview_every": int(preview_every),
+            "output": output,
+        }
+        for key, value in (("projection_id", projection_id), ("latent_id", latent_id), ("seed", seed),
+                           ("psi", psi), ("model", model), ("method", method), ("max_steps", max_steps)):
+            if value is not None:
+                fields[key] = value
+        if waypoints is not None:
+            fields["waypoints"] = [[[float(x), float(y)] for x, y in points] for points in waypoints]
+        parts = [_renamed(mask, "mask")] if mask is not None else None
+        return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
+                            timeout=timeout, cancel_grace=cancel_grace)
+
+
+def _renamed(part, name):
+    if part.name == name:
+        return part
+    return frames.Part(name, part.kind, part.data, part.dtype, part.shape)
+
+
+def rgb_part(name, data, width, height, channels=3):
+    """Raw 8-bit pixels (rows top to bottom, ``channels`` bytes per pixel) as an array part."""
+    if channels == 1:
+        return array_part(name, data, "uint8", [height, width])
+    return array_part(name, data, "uint8", [height, width, channels])

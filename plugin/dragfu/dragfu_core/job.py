@@ -1,0 +1,238 @@
+"""One Drag-Fu run, host-independent: strokes -> drags -> crop -> engine -> composite -> new layer.
+
+A host adapter (GIMP 3 or GIMP 2.10) implements `Host`; `run(host, options, config)` does the
+rest. Nothing touches the image until the engine's result is in hand: the host's
+insert_result is the only step that changes the image, and it runs inside one undo group.
+"""
+
+from . import composite as composite_mod
+from . import geometry, mask, strokes
+from .progress import Progress
+
+PATHS_SELECTED = "selected"
+PATHS_VISIBLE = "visible"
+PATHS_MODES = (PATHS_SELECTED, PATHS_VISIBLE)
+
+
+class JobError(Exception):
+    """A failure the user sees: a one-line message and an optional hint."""
+
+    def __init__(self, message, hint="", code="error"):
+        Exception.__init__(self, message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def user_text(self):
+        if self.hint:
+            return "Drag-Fu: %s\n%s" % (self.message, self.hint)
+        return "Drag-Fu: %s" % self.message
+
+
+class Options(object):
+    """What the dialog (or a script's procedure arguments) asked for. None = from the config."""
+
+    def __init__(
+        self,
+        model=None,
+        steps=None,
+        paths=PATHS_SELECTED,
+        use_selection=True,
+        region=geometry.REGION_AUTO,
+        reuse_projection=True,
+        keep_frames=False,
+        device=None,
+        engine_command=None,
+        project_steps=None,
+    ):
+        self.model = model or None
+        self.steps = int(steps) if steps else None
+        self.paths = paths if paths in PATHS_MODES else PATHS_SELECTED
+        self.use_selection = bool(use_selection)
+        self.region = region if region in geometry.REGION_MODES else geometry.REGION_AUTO
+        self.reuse_projection = bool(reuse_projection)
+        self.keep_frames = bool(keep_frames)
+        self.device = device or None
+        self.engine_command = engine_command or None  # argv list
+        self.project_steps = int(project_steps) if project_steps else None
+
+
+class LayerInfo(object):
+    """What the core needs to know about the source drawable."""
+
+    def __init__(self, name, width, height, offsets, channels, max_value=255):
+        self.name = name
+        self.width = int(width)
+        self.height = int(height)
+        self.offsets = (int(offsets[0]), int(offsets[1]))
+        self.channels = int(channels)  # 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA
+        self.max_value = max_value  # 255 for 8-bit buffers, 1.0 for float buffers
+
+
+class Host(object):
+    """What an adapter provides. Coordinates: layer coordinates unless said otherwise."""
+
+    def layer_info(self):
+        raise NotImplementedError
+
+    def strokes(self, which):
+        """[(points, closed, label)] from the selected (active) paths or all visible paths,
+        points in image coordinates (GIMP's 6 floats per anchor)."""
+        raise NotImplementedError
+
+    def selection_bounds(self):
+        """The selection's bounding Rect in layer coordinates, clipped to the layer; None if none."""
+        raise NotImplementedError
+
+    def read_pixels(self, rect):
+        """The source's pixels over rect: bytearray (8-bit) or array('f'), in its own layout."""
+        raise NotImplementedError
+
+    def read_selection(self, rect):
+        """The selection over rect (layer coordinates) as width * height bytes 0..255."""
+        raise NotImplementedError
+
+    def progress(self, fraction, text):
+        pass
+
+    def insert_result(self, rect, pixels, name, frames):
+        """Create the new layer directly above the source: a copy of the source with rect
+        replaced by pixels, named name; frames (list of (label, pixels)) go into a layer group.
+        Must be all-or-nothing and one undo step."""
+        raise NotImplementedError
+
+
+class Result(object):
+    def __init__(self, layer_name, crop, drags, notes, steps=None, frames=0):
+        self.layer_name = layer_name
+        self.crop = crop
+        self.drags = drags
+        self.notes = notes
+        self.steps = steps
+        self.frames = frames
+
+
+def plan(info, raw_strokes, selection, options):
+    """(crop Rect in layer coordinates, drags in crop coordinates, drags in layer coordinates,
+    notes). Raises JobError when there is nothing to drag."""
+    drags, notes = strokes.drags_from_strokes(raw_strokes)
+    if not drags:
+        where = "the selected path" if options.paths == PATHS_SELECTED else "the visible paths"
+        detail = (" (" + "; ".join(notes) + ")") if notes else ""
+        raise JobError(
+            "no drag found in %s%s" % (where, detail),
+            "With the Paths tool draw one open stroke per drag: first anchor = handle, "
+            "last anchor = target.",
+            "no_drags",
+        )
+    layer_drags = [d.translated(-info.offsets[0], -info.offsets[1]) for d in drags]
+    layer_rect = geometry.Rect(0, 0, info.width, info.height)
+    for d in layer_drags:
+        for x, y in d.points():
+            if not layer_rect.contains_point(x, y):
+                raise JobError(
+                    "%s has a point at (%g, %g), outside the layer \"%s\"" % (
+                        d.source or "a drag", x + info.offsets[0], y + info.offsets[1], info.name),
+                    "Handles and targets must lie on the active layer.",
+                    "invalid_points",
+                )
+    points = []
+    for d in layer_drags:
+        points.extend(d.points())
+    crop, region_notes = geometry.choose_region(options.region, (info.width, info.height), points, selection)
+    notes = notes + region_notes
+    crop_drags = [d.translated(-crop.x, -crop.y) for d in layer_drags]
+    return crop, crop_drags, layer_drags, notes
+
+
+def inner_edges(crop, info):
+    """Which crop edges lie inside the layer (the result must fade out towards them)."""
+    return (crop.x > 0, crop.y > 0, crop.x2 < info.width, crop.y2 < info.height)
+
+
+def layer_name(drags, model, steps):
+    count = len(drags)
+    what = "%d drag%s" % (count, "" if count == 1 else "s")
+    if steps:
+        what += ", %d steps" % steps
+    return "Drag-Fu: %s (%s)" % (what, model)
+
+
+def run(host, options, config, session_factory=None):
+    """Do one run; returns a Result. Raises JobError (the image is then untouched)."""
+    info = host.layer_info()
+    report = Progress(host.progress)
+    report.stage("start")
+    selection = None
+    if options.use_selection or options.region in (geometry.REGION_SELECTION, geometry.REGION_AUTO):
+        selection = host.selection_bounds()
+        if selection is not None and selection.is_empty():
+            selection = None
+    region_selection = selection if options.region != geometry.REGION_LAYER else None
+    crop, crop_drags, layer_drags, notes = plan(info, host.strokes(options.paths), region_selection, options)
+
+    source = host.read_pixels(crop)
+    rgb = composite_mod.to_rgb8(source, info.channels, crop.width, crop.height, info.max_value)
+    sel_mask = None
+    if options.use_selection and selection is not None:
+        sel_mask = host.read_selection(crop)
+        if not any(sel_mask):
+            notes.append("the selection does not cover the region: it was not used")
+            sel_mask = None
+    movable = mask.movable_mask(sel_mask) if sel_mask is not None else None
+    if movable is not None and not any(movable):
+        notes.append("the selection is less than half selected everywhere: everything may move")
+        movable = None
+
+    model = options.model or config.get("model") or "toy"
+    steps = options.steps or config.get("steps") or 200
+    if session_factory is None:
+        from .session import EngineSession as session_factory
+    session = session_factory(config, options, report)
+    try:
+        outcome = session.run(
+            model=model,
+            image=rgb,
+            width=crop.width,
+            height=crop.height,
+            drags=crop_drags,
+            movable=movable,
+            steps=steps,
+            keep_frames=options.keep_frames,
+            weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
+        )
+    finally:
+        session.close()
+
+    report.stage("composite")
+    full = sel_mask if sel_mask is not None else mask.full_mask(crop.width, crop.height)
+    alpha = mask.blend_mask(
+        full, crop.width, crop.height, mask.default_feather(crop.width, crop.height), inner_edges(crop, info)
+    )
+
+    def put_back(image_rgb, width, height):
+        image_rgb = composite_mod.resize_rgb8(image_rgb, width, height, crop.width, crop.height)
+        return composite_mod.composite(
+            source, info.channels, image_rgb, alpha, crop.width, crop.height, info.max_value
+        )
+
+    pixels = put_back(outcome.image, outcome.width, outcome.height)
+    frames = []
+    for label, frame_rgb, fw, fh in outcome.frames:
+        frames.append((label, put_back(frame_rgb, fw, fh)))
+    name = layer_name(crop_drags, model, outcome.steps)
+    host.insert_result(crop, pixels, name, frames)
+    report.stage("composite", 1, 1)
+    return Result(name, crop, layer_drags, notes + list(outcome.notes), outcome.steps, len(frames))
+
+
+class EngineOutcome(object):
+    """What a session returns: the dragged crop (8-bit RGB, any size: it is resized back)."""
+
+    def __init__(self, image, width, height, steps=None, frames=(), notes=()):
+        self.image = image
+        self.width = width
+        self.height = height
+        self.steps = steps
+        self.frames = list(frames)  # [(label, rgb bytes, width, height)]
+        self.notes = list(notes)

@@ -1,0 +1,200 @@
+"""The conversation with the engine for one run: start, load the model, project, drag, stop.
+
+Uses engine_client (the protocol client); turns its errors into job.JobError with the engine's
+own message and hint. Pixels travel as raw uint8 arrays both ways (no PNG codec needed here).
+"""
+
+import signal
+
+from . import engine_client
+from .engine_client import EngineCancelled, EngineClient, EngineError, rgb_part
+
+
+class CancelFlag(object):
+    """Set by SIGTERM/SIGINT (GIMP stopping the plug-in) or by the host; polled by the client."""
+
+    def __init__(self):
+        self.cancelled = False
+        self._previous = {}
+
+    def set(self, *_args):
+        self.cancelled = True
+
+    def __call__(self):
+        return self.cancelled
+
+    def install(self):
+        for name in ("SIGTERM", "SIGINT"):
+            number = getattr(signal, name, None)
+            if number is None:
+                continue
+            try:
+                self._previous[number] = signal.signal(number, self.set)
+            except (ValueError, OSError, RuntimeError):  # not the main thread
+                pass
+
+    def uninstall(self):
+        for number, handler in self._previous.items():
+            try:
+                signal.signal(number, handler)
+            except (ValueError, OSError, RuntimeError):
+                pass
+        self._previous = {}
+
+
+def engine_argv_env(config, options):
+    """(argv, extra environment) for the engine, from the options and the config."""
+    from .job import JobError
+
+    argv = options.engine_command or config.get("engine_command")
+    if not argv:
+        raise JobError(
+            "no engine command: dragfu.json was not found and `dragfu` is not on PATH",
+            "Run the Drag-Fu installer (install/install.py), or give the engine command in the dialog.",
+            "no_engine",
+        )
+    extra = dict(config.get("engine_env") or {})
+    device = options.device or config.get("device")
+    if device and device != "auto":
+        extra["DRAGFU_DEVICE"] = device
+    if config.get("models_dir"):
+        extra["DRAGFU_MODELS_DIR"] = config["models_dir"]
+    return list(argv), extra
+
+
+def flatpak_argv(argv, extra_env, flatpak=None):
+    """Inside the Flatpak GIMP the engine runs on the host through `flatpak-spawn --host`, which
+    does not pass the environment on: our variables go as --env= options instead."""
+    if flatpak is None:
+        flatpak = engine_client.in_flatpak()
+    if not flatpak or (argv and argv[0] == "flatpak-spawn"):
+        return list(argv)
+    options = ["--env=%s=%s" % (key, value) for key, value in sorted(extra_env.items())]
+    return ["flatpak-spawn", "--host"] + options + list(argv)
+
+
+class EngineSession(object):
+    """One engine process for one run (the plug-in process is short-lived in GIMP)."""
+
+    client_class = EngineClient
+
+    def __init__(self, config, options, progress, cancel=None):
+        self.config = config
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel or CancelFlag()
+        self.argv, self.extra_env = engine_argv_env(config, options)
+        self.client = None
+
+    def _on_event(self, frame):
+        header = frame.header
+        fields = {}
+        distances = header.get("distances")
+        if distances:
+            fields["distance"] = max(distances)
+        if header.get("model"):
+            fields["model"] = header["model"]
+        self.progress.stage(header.get("stage"), header.get("step"), header.get("total"), **fields)
+        preview = frame.parts.get("preview")
+        if preview is not None and self._frames is not None:
+            self._frames.append(
+                ("Step %d" % int(header.get("step") or 0),) + _array_image(preview)
+            )
+
+    def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None):
+        from .job import EngineOutcome, JobError
+
+        self._frames = [] if keep_frames else None
+        self.cancel.install()
+        try:
+            env = engine_client.engine_environment(extra=self.extra_env)
+            self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
+            self.progress.stage("start")
+            self.client.start()
+            self.progress.stage("load_model", 0, 1, model=model)
+            self.client.request(
+                "load_model", {"model": model}, progress=self._on_event, should_cancel=self.cancel
+            )
+            fields = {"model": model, "output": "array", "cache": bool(self.options.reuse_projection)}
+            settings = self.config.get("project_settings")
+            if settings:
+                fields["settings"] = settings
+            parts = [rgb_part("image", bytes(image), width, height)]
+            if weight_mask is not None:
+                parts.append(rgb_part("weight_mask", bytes(weight_mask), width, height, channels=1))
+            self.progress.stage("project", 0, 1)
+            projected = self.client.request(
+                "project", fields, parts, progress=self._on_event, should_cancel=self.cancel
+            )
+            projection_id = projected.header.get("projection_id") or projected.header.get("latent_id")
+            waypoints = None
+            if any(d.waypoints for d in drags):
+                waypoints = [list(d.waypoints) for d in drags]
+            mask_part = None
+            if movable is not None:
+                mask_part = rgb_part("mask", bytes(movable), width, height, channels=1)
+            preview_every = max(1, int(steps) // 24) if keep_frames else 0
+            self.progress.stage("drag", 0, steps)
+            result = self.client.drag(
+                [d.handle for d in drags],
+                [d.target for d in drags],
+                projection_id=projection_id,
+                waypoints=waypoints,
+                mask=mask_part,
+                model=model,
+                max_steps=int(steps),
+                preview_every=preview_every,
+                output="array",
+                progress=self._on_event,
+                should_cancel=self.cancel,
+            )
+            header = result.header
+            pixels, out_w, out_h = _array_image(result.parts["image"])
+            notes = []
+            distances = header.get("distances") or []
+            if distances and not header.get("converged", True):
+                notes.append(
+                    "the handles stopped up to %.1f px short of their targets after %s steps "
+                    "(more steps may help)" % (max(distances), header.get("steps"))
+                )
+            frames = self._frames or []
+            return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes)
+        except EngineCancelled as error:
+            raise JobError("cancelled: %s" % error.message, "", "cancelled")
+        except EngineError as error:
+            raise JobError(error.message, error.hint, error.code)
+        finally:
+            self.cancel.uninstall()
+
+    def close(self):
+        if self.client is not None:
+            try:
+                self.client.close(grace=5.0)
+            except Exception:  # closing must never hide the run's own outcome
+                try:
+                    self.client.kill()
+                except Exception:
+                    pass
+            self.client = None
+
+
+def _array_image(part):
+    """(rgb bytes, width, height) from a uint8 array part [H, W, 3] (or [H, W] grey)."""
+    if part.kind != "array" or part.dtype != "uint8":
+        raise EngineError("bad_frame", "the engine sent a %s image; expected a raw uint8 array" % part.kind)
+    shape = list(part.shape)
+    data = bytearray(part.data)
+    if len(shape) == 2:
+        height, width = shape
+        rgb = bytearray(width * height * 3)
+        rgb[0::3] = data
+        rgb[1::3] = data
+        rgb[2::3] = data
+        return rgb, width, height
+    height, width, channels = shape
+    if channels == 3:
+        return data, width, height
+    rgb = bytearray(width * height * 3)
+    for c in range(3):
+        rgb[c::3] = data[c::channels]
+    return rgb, width, height

@@ -1,0 +1,168 @@
+"""Run the real GIMP 3 headless, with Drag-Fu installed, for the end-to-end tests.
+
+Where the machine has GIMP 3 itself (`gimp-console-3.0` on PATH, e.g. Debian 13), it is used
+directly. Otherwise a Debian 13 chroot with GIMP 3.0, Python plug-in support and Debian's CPU torch
+is used, built by build_chroot.sh when missing (needs root and the Debian mirror; cached at
+/var/cache/dragfu-gimp3-chroot or $DRAGFU_GIMP3_CHROOT, so later runs take seconds).
+
+Each run gets a fresh GIMP home (the plug-in installed as plug-ins/dragfu/dragfu.py with
+dragfu_core/ beside it, plus a dragfu.json), a copy of the engine package for the engine process
+inside, and a work folder for the test's files; a Python script runs in GIMP through
+`gimp-console-3.0 -i --quit --batch-interpreter=python-fu-eval`.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+CHROOT = os.environ.get("DRAGFU_GIMP3_CHROOT", "/var/cache/dragfu-gimp3-chroot")
+BUILD_SCRIPT = os.path.join(HERE, "build_chroot.sh")
+GIMP_CONSOLE = "gimp-console-3.0"
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+
+
+class Unavailable(Exception):
+    """GIMP 3 cannot be had on this machine (no root for the chroot, no network...)."""
+
+
+def native_gimp():
+    return shutil.which(GIMP_CONSOLE)
+
+
+def ensure_gimp(build_timeout=3600):
+    """'native' or 'chroot'; builds the chroot when missing. Raises Unavailable with the reason."""
+    if native_gimp():
+        return "native"
+    if os.path.isfile(os.path.join(CHROOT, ".dragfu-ready")):
+        return "chroot"
+    if os.geteuid() != 0:
+        raise Unavailable("GIMP 3 is not installed and building its Debian 13 chroot needs root")
+    for tool in ("unshare", "chroot", "mount"):
+        if not shutil.which(tool):
+            raise Unavailable(f"GIMP 3 is not installed and `{tool}` is missing for the chroot")
+    try:
+        proc = subprocess.run(
+            ["sh", BUILD_SCRIPT, CHROOT], capture_output=True, text=True, timeout=build_timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"building the GIMP 3 chroot took over {build_timeout} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise Unavailable("could not build the GIMP 3 chroot: " + " | ".join(tail))
+    return "chroot"
+
+
+class GimpRun:
+    """One fresh GIMP home + work folder; `python(script)` runs a script in GIMP 3."""
+
+    def __init__(self, mode, engine_config=None):
+        self.mode = mode
+        root = CHROOT if mode == "chroot" else "/"
+        base = os.path.join(root, "tmp") if mode == "chroot" else tempfile.gettempdir()
+        self.inner = "/tmp/dragfu-gimp3-" + uuid.uuid4().hex[:10] if mode == "chroot" else None
+        self.outer = (
+            os.path.join(base, os.path.basename(self.inner))
+            if self.inner
+            else tempfile.mkdtemp(prefix="dragfu-gimp3-")
+        )
+        if not self.inner:
+            self.inner = self.outer
+        os.makedirs(self.outer, exist_ok=True)
+        self.home = self.path("home")
+        plugin_dir = os.path.join(
+            self.outer, "home", ".config", "GIMP", "3.0", "plug-ins", "dragfu"
+        )
+        shutil.copytree(os.path.join(REPO, "plugin", "dragfu"), plugin_dir, ignore=_IGNORE)
+        os.chmod(os.path.join(plugin_dir, "dragfu.py"), 0o755)
+        shutil.copytree(
+            os.path.join(REPO, "engine", "dragfu"),
+            os.path.join(self.outer, "engine", "dragfu"),
+            ignore=_IGNORE,
+        )
+        self.work = self.path("work")
+        os.makedirs(os.path.join(self.outer, "work"))
+        config = {
+            "engine_command": ["python3", "-m", "dragfu.cli.main", "serve"],
+            "engine_env": {"PYTHONPATH": self.path("engine")},
+            "device": "cpu",
+            "model": "toy",
+        }
+        for key, value in (engine_config or {}).items():
+            # "{work}" in a string stands for the run's work folder (as GIMP sees it).
+            config[key] = self._fill(value)
+        with open(os.path.join(plugin_dir, "dragfu.json"), "w") as handle:
+            json.dump(config, handle, indent=2)
+
+    def _fill(self, value):
+        if isinstance(value, str):
+            return value.replace("{work}", self.path("work"))
+        if isinstance(value, list):
+            return [self._fill(v) for v in value]
+        return value
+
+    def path(self, *parts):
+        """A path as GIMP (inside the chroot) sees it."""
+        return "/".join([self.inner] + list(parts))
+
+    def outside(self, *parts):
+        """The same path as this process sees it."""
+        return os.path.join(self.outer, *parts)
+
+    def python(self, script, timeout=600):
+        """Run Python code in GIMP 3 (python-fu-eval). Returns (exit code, console output)."""
+        script_path = self.outside("work", f"script_{uuid.uuid4().hex[:6]}.py")
+        with open(script_path, "w") as handle:
+            handle.write(script)
+        inner_script = self.path("work", os.path.basename(script_path))
+        batch = f"exec(open({inner_script!r}).read())"
+        gimp = [GIMP_CONSOLE, "-i", "--quit", "--batch-interpreter=python-fu-eval", "-b", batch]
+        env = {
+            "HOME": self.home,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "XDG_CONFIG_HOME": self.path("home", ".config"),
+            "XDG_CACHE_HOME": self.path("home", ".cache"),
+            "DRAGFU_CACHE_DIR": self.path("home", "dragfu-cache"),
+        }
+        if self.mode == "native":
+            command = gimp
+        else:
+            inner = " ".join(
+                _quote(a)
+                for a in ["env", "-i"] + ["{}={}".format(*kv) for kv in env.items()] + gimp
+            )
+            command = [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && exec chroot {root} {inner}".format(
+                    root=_quote(CHROOT), inner=inner
+                ),
+            ]
+            env = None
+        proc = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def cleanup(self):
+        shutil.rmtree(self.outer, ignore_errors=True)
+
+
+def _quote(text):
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,208 @@
+"""A fake engine backend for the server tests, and a fake `dragfu serve` process built on it.
+
+The real server code (frames, threads, stdio plumbing) runs unchanged; only the maths behind it is
+replaced, so the tests can script slow steps, failures, out-of-memory and noisy libraries.
+
+Run as a process: `python tests/protocol_vectors/serve_fake_engine.py [--step-seconds S] [--noisy]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dragfu.errors import CancelledError, CheckpointError, UnknownModelError
+from dragfu.protocol.server import DragOutcome, ProjectOutcome
+
+
+@dataclass
+class FakeG:
+    name: str
+    img_resolution: int
+
+
+@dataclass
+class Progress:
+    step: int
+    max_steps: int
+    points: list
+    distances: list
+    preview: np.ndarray | None = None
+
+
+@dataclass
+class ProjectProgress:
+    stage: str
+    step: int
+    total: int
+    loss: float
+
+
+class FakeBackend:
+    """Handles move 1 model pixel per step towards their targets; images encode the step count."""
+
+    def __init__(
+        self, resolution: int = 16, step_seconds: float = 0.0, noisy: bool = False
+    ) -> None:
+        self.model_resolution = resolution
+        self.step_seconds = step_seconds
+        self.noisy = noisy
+        self.calls: list[tuple[str, dict]] = []
+        self.steps_run = 0
+        self.drag_started = threading.Event()
+
+    def info(self) -> dict:
+        return {
+            "devices": [{"name": "cpu"}],
+            "device": "cpu",
+            "models": [{"name": "fake", "resolution": [16, 16], "present": True}],
+        }
+
+    def load_model(self, name: str) -> FakeG:
+        self.calls.append(("load_model", {"name": name}))
+        if self.noisy:
+            print("a library printing to stdout")  # must end up on stderr, not in the frames
+            os.write(1, b"C code writing to fd 1\n")
+        if name == "missing":
+            raise UnknownModelError(
+                f"unknown model {name!r}", hint="`dragfu models list` shows every model name"
+            )
+        if name == "corrupt":
+            raise CheckpointError(f"model file {name}.safetensors is truncated")
+        if name == "huge":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return FakeG(name, self.model_resolution)
+
+    def resolution(self, G: FakeG) -> int:
+        return G.img_resolution
+
+    def seed_ws(self, G: FakeG, seed: int, psi: float) -> np.ndarray:
+        return np.full((1, 2, 4), float(seed) * psi, dtype=np.float32)
+
+    def project(
+        self, G, image, weight_mask, settings, callback, cancel, cache=True
+    ) -> ProjectOutcome:
+        self.calls.append(
+            (
+                "project",
+                {
+                    "shape": image.shape,
+                    "weight": None if weight_mask is None else weight_mask.shape,
+                    "settings": settings,
+                    "cache": cache,
+                },
+            )
+        )
+        total = int(settings.get("steps", 3))
+        for step in range(1, total + 1):
+            if cancel.is_set():
+                raise CancelledError("projection cancelled")
+            time.sleep(self.step_seconds)
+            callback(ProjectProgress("w", step, total, 1.0 / step))
+        R = G.img_resolution
+        reconstruction = np.zeros((R, R, 3), dtype=np.uint8)
+        reconstruction[..., 0] = 200
+        return ProjectOutcome(
+            G,
+            np.zeros((1, 2, 4), dtype=np.float32),
+            reconstruction,
+            {"psnr": 30.0, "ssim": 0.9, "cached": False},
+        )
+
+    def drag(
+        self,
+        G,
+        ws,
+        handles,
+        targets,
+        *,
+        waypoints,
+        mask,
+        method,
+        max_steps,
+        preview_every,
+        callback,
+        cancel,
+        seed,
+        options,
+    ) -> DragOutcome:
+        self.calls.append(
+            (
+                "drag",
+                {
+                    "handles": handles,
+                    "targets": targets,
+                    "waypoints": waypoints,
+                    "mask": None if mask is None else mask.shape,
+                    "method": method,
+                    "ws": ws,
+                },
+            )
+        )
+        if method == "crash":
+            raise ValueError("fake engine bug\nsecond line of the message")
+        if method == "stubborn":  # ignores its cancel flag and sends nothing: only a kill stops it
+            time.sleep(60)
+        if method == "oom":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.drag_started.set()
+        points = [np.array(p, dtype=float) for p in handles]
+        goals = [np.array(t, dtype=float) for t in targets]
+        R = G.img_resolution
+        step = 0
+        for step in range(max_steps + 1):
+            if cancel.is_set():
+                raise CancelledError(f"drag cancelled at step {step}")
+            distances = [float(np.linalg.norm(g - p)) for p, g in zip(points, goals, strict=True)]
+            preview = None
+            if preview_every and step % preview_every == 0:
+                preview = np.full((R, R, 3), step % 256, dtype=np.uint8)
+            callback(Progress(step, max_steps, [tuple(p) for p in points], distances, preview))
+            if max(distances) <= 0.5 or step == max_steps:
+                break
+            time.sleep(self.step_seconds)
+            self.steps_run += 1
+            for i, (p, g) in enumerate(zip(points, goals, strict=True)):
+                d = g - p
+                n = np.linalg.norm(d)
+                points[i] = g if n <= 1 else p + d / n
+        image = np.zeros((R, R, 3), dtype=np.uint8)
+        image[..., 1] = min(step, 255)
+        return DragOutcome(
+            image,
+            np.asarray(ws) + 1,
+            [tuple(p) for p in points],
+            step,
+            0.01 * step,
+            0.01,
+            step < max_steps,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from dragfu.protocol.server import run_server
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--step-seconds", type=float, default=0.0)
+    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--noisy", action="store_true")
+    parser.add_argument("--idle-timeout", type=float, default=0.0)
+    parser.add_argument("--max-payload-bytes", type=int, default=1 << 20)
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+    backend = FakeBackend(args.resolution, step_seconds=args.step_seconds, noisy=args.noisy)
+    return run_server(
+        backend, idle_timeout=args.idle_timeout, max_payload_bytes=args.max_payload_bytes
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Unit tests of the plug-in's host-independent core (plugin/dragfu/dragfu_core)."""
+
+import array
+import os
+import random
+import sys
+
+import pytest
+
+# append, never insert: the engine package is also called dragfu (plugin/dragfu/dragfu.py)
+sys.path.append(os.path.join(os.path.dirname(__file__), "..", "plugin", "dragfu"))
+
+from dragfu_core import composite, config, geometry, mask, strokes  # noqa: E402
+from dragfu_core.geometry import Rect  # noqa: E402
+
+
+def gimp_points(*anchors):
+    """GIMP's flat control-point list for a polyline: c_in = anchor = c_out."""
+    flat = []
+    for x, y in anchors:
+        flat += [x, y, x, y, x, y]
+    return flat
+
+
+# ---------------------------------------------------------------- strokes -> drags
+
+
+def test_two_anchor_stroke_is_handle_to_target():
+    drags, notes = strokes.drags_from_strokes([(gimp_points((10, 20), (30.5, 24)), False, "s1")])
+    assert notes == []
+    assert drags == [strokes.Drag((10, 20), (30.5, 24))]
+    assert drags[0].waypoints == []
+
+
+def test_anchor_is_the_middle_pair_of_each_six_floats():
+    # Control handles pulled away from the anchors must not leak into the drag.
+    flat = [0, 0, 5, 6, 9, 9, 100, 100, 40, 50, -7, -7]
+    drags, _ = strokes.drags_from_strokes([(flat, False, "s")])
+    assert drags[0].handle == (5.0, 6.0) and drags[0].target == (40.0, 50.0)
+
+
+def test_many_anchors_give_waypoints_in_order():
+    pts = [(1, 1), (2, 5), (7, 5), (9, 9)]
+    drags, _ = strokes.drags_from_strokes([(gimp_points(*pts), False, "s")])
+    assert drags[0].handle == (1.0, 1.0)
+    assert drags[0].waypoints == [(2.0, 5.0), (7.0, 5.0)]
+    assert drags[0].target == (9.0, 9.0)
+    assert drags[0].points() == [tuple(map(float, p)) for p in pts]
+
+
+def test_closed_single_and_zero_length_strokes_are_ignored_with_a_note():
+    given = [
+        (gimp_points((0, 0), (10, 0), (10, 10)), True, "closed one"),
+        (gimp_points((5, 5)), False, "single one"),
+        (gimp_points((3, 3), (8, 8), (3, 3)), False, "round trip"),
+        (gimp_points((4, 4), (4, 4)), False, "duplicate anchors"),
+        (gimp_points((1, 2), (3, 4)), False, "good one"),
+    ]
+    drags, notes = strokes.drags_from_strokes(given)
+    assert [d.source for d in drags] == ["good one"]
+    assert len(notes) == 4
+    for label in ("closed one", "single one", "round trip", "duplicate anchors"):
+        assert any(label in n for n in notes)
+    assert "closed" in notes[0] and "zero-length" in notes[2]
+
+
+def test_bad_point_count_is_an_error():
+    with pytest.raises(ValueError):
+        strokes.anchors_from_points([1, 2, 3, 4])
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def test_rect_intersection_union_and_fit():
+    a, b = Rect(0, 0, 10, 10), Rect(5, 6, 10, 10)
+    assert a.intersect(b) == Rect(5, 6, 5, 4)
+    assert a.union(b) == Rect(0, 0, 15, 16)
+    assert Rect(0, 0, 2, 2).intersect(Rect(5, 5, 2, 2)).is_empty()
+    assert geometry.fit_inside(Rect(-5, 90, 20, 20), Rect(0, 0, 100, 100)) == Rect(0, 80, 20, 20)
+    assert geometry.fit_inside(Rect(0, 0, 200, 20), Rect(0, 0, 100, 100)) == Rect(0, 0, 100, 20)
+
+
+def test_region_layer_and_auto_without_selection_is_whole_layer():
+    pts = [(10.0, 10.0), (20.0, 12.0)]
+    for mode in ("layer", "auto"):
+        crop, notes = geometry.choose_region(mode, (300, 200), pts, None)
+        assert crop == Rect(0, 0, 300, 200) and notes == []
+
+
+def test_region_selection_is_squared_inside_the_layer_and_contains_points():
+    sel = Rect(100, 50, 60, 40)
+    crop, notes = geometry.choose_region("auto", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel)
+    assert notes == []
+    assert crop.width == crop.height == 64  # max(60, 40, min_side 64)
+    assert crop.intersect(sel) == sel  # contains the selection
+    # near the layer's corner the square is shifted, never cut
+    crop, _ = geometry.choose_region(
+        "selection", (512, 384), [(5.0, 5.0), (9.0, 9.0)], Rect(0, 0, 100, 80)
+    )
+    assert crop == Rect(0, 0, 100, 100)
+
+
+def test_region_grows_to_include_points_outside_the_selection():
+    crop, notes = geometry.choose_region(
+        "selection", (400, 400), [(50.0, 50.0), (250.5, 60.0)], Rect(40, 40, 30, 30)
+    )
+    assert crop.contains_point(50, 50) and crop.contains_point(250.5, 60)
+    assert notes and "outside the selection" in notes[0]
+
+
+def test_region_points_square_with_context_and_narrow_layer():
+    crop, notes = geometry.choose_region(
+        "points", (1000, 1000), [(500.0, 500.0), (520.0, 500.0)], None
+    )
+    assert crop.width == crop.height
+    assert crop.width >= 64 and crop.contains_point(500, 500) and crop.contains_point(520, 500)
+    # the square is centred on the points
+    assert abs((crop.x + crop.width / 2.0) - 510) <= 1
+    # a layer narrower than the square: width cut to the layer, points still inside
+    crop, _ = geometry.choose_region("points", (40, 1000), [(5.0, 500.0), (35.0, 560.0)], None)
+    assert crop.x == 0 and crop.width == 40 and crop.contains_point(35, 560)
+    # selection mode without a selection falls back to points, with a note
+    crop, notes = geometry.choose_region(
+        "selection", (1000, 1000), [(500.0, 500.0), (520.0, 500.0)], None
+    )
+    assert notes and "no selection" in notes[0]
+
+
+def test_points_map_image_to_layer_to_crop():
+    # layer at image offset (30, -12); crop at (100, 40) inside the layer
+    p_image = (150.5, 60.25)
+    p_layer = geometry.image_to_layer(p_image, (30, -12))
+    assert p_layer == (120.5, 72.25)
+    crop = Rect(100, 40, 64, 64)
+    assert geometry.layer_to_crop(p_layer, crop) == (20.5, 32.25)
+    # drags translate the same way
+    d = strokes.Drag((150.5, 60.25), (160.0, 60.0), [(155.0, 61.0)]).translated(-30 - 100, 12 - 40)
+    assert d.handle == (20.5, 32.25) and d.target == (30.0, 32.0) and d.waypoints == [(25.0, 33.0)]
+    # pixel-edge convention: scaling the whole grid scales centres consistently
+    assert geometry.scale_point((0.5, 0.5), 2.0, 2.0) == (1.0, 1.0)
+
+
+# ---------------------------------------------------------------- masks
+
+
+def square_mask(width, height, box):
+    m = mask.full_mask(width, height, 0)
+    x0, y0, x1, y1 = box
+    for j in range(y0, y1):
+        for i in range(x0, x1):
+            m[j * width + i] = 255
+    return m
+
+
+def test_blend_mask_is_zero_outside_selection_and_full_deep_inside():
+    w, h = 40, 30
+    sel = square_mask(w, h, (10, 5, 30, 25))
+    alpha = mask.blend_mask(sel, w, h, 4, (False, False, False, False))
+    for j in range(h):
+        for i in range(w):
+            if not sel[j * w + i]:
+                assert alpha[j * w + i] == 0
+    assert alpha[15 * w + 20] == 255  # centre: fully the result
+    # the ramp rises inwards from the selection's edge
+    row = [alpha[15 * w + i] for i in range(10, 20)]
+    assert row == sorted(row) and row[0] < 128 and row[-1] == 255
+
+
+def test_blend_mask_fades_towards_inner_crop_edges_only():
+    w, h = 32, 32
+    full = mask.full_mask(w, h)
+    alpha = mask.blend_mask(
+        full, w, h, 4, (True, False, False, False)
+    )  # only the left edge is inside
+    assert alpha[16 * w + 0] < 64 and alpha[16 * w + 31] == 255
+    assert alpha[0 * w + 16] == 255  # top edge is the layer's edge: no fade
+    assert mask.blend_mask(full, w, h, 4, (False,) * 4) == full
+
+
+def test_movable_mask_thresholds_half_selection():
+    assert list(mask.movable_mask(bytearray([0, 127, 128, 255]))) == [0, 0, 255, 255]
+
+
+# ---------------------------------------------------------------- compositing
+
+
+def random_bytes(n, seed):
+    rng = random.Random(seed)
+    return bytearray(rng.randrange(256) for _ in range(n))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_composite_keeps_source_where_alpha_is_zero_and_takes_result_where_full(channels):
+    w, h = 9, 7
+    src = random_bytes(w * h * channels, 1)
+    res = random_bytes(w * h * 3, 2)
+    alpha = bytearray(w * h)
+    alpha[3 * w + 4] = 255
+    alpha[5 * w + 1] = 128
+    out = composite.composite(src, channels, res, alpha, w, h)
+    assert isinstance(out, bytearray) and len(out) == len(src)
+    for k in range(w * h):
+        px = out[k * channels : (k + 1) * channels]
+        sp = src[k * channels : (k + 1) * channels]
+        if alpha[k] == 0:
+            assert px == sp
+        if channels in (2, 4):
+            assert px[-1] == sp[-1]  # the layer's own alpha is kept
+    k = 3 * w + 4
+    r = res[k * 3 : k * 3 + 3]
+    if channels >= 3:
+        assert list(out[k * channels : k * channels + 3]) == list(r)
+    else:
+        luma = 0.2126 * r[0] + 0.7152 * r[1] + 0.0722 * r[2]
+        assert abs(out[k * channels] - luma) <= 0.5 + 1e-9
+    k = 5 * w + 1
+    if channels >= 3:
+        for c in range(3):
+            expected = (
+                src[k * channels + c] + (res[k * 3 + c] - src[k * channels + c]) * 128 / 255.0
+            )
+            assert abs(out[k * channels + c] - expected) <= 0.5 + 1e-9
+
+
+def test_composite_float_source_high_bit_depth():
+    w, h = 4, 3
+    src = array.array("f", [((i * 37) % 100) / 100.0 for i in range(w * h * 4)])
+    res = random_bytes(w * h * 3, 5)
+    alpha = bytearray([0, 255] * (w * h // 2))
+    out = composite.composite(src, 4, res, alpha, w, h, max_value=1.0)
+    assert isinstance(out, array.array) and out.typecode == "f"
+    assert out[0:4] == src[0:4]
+    assert abs(out[4] - res[3] / 255.0) < 1e-6 and out[7] == src[7]
+
+
+def test_composite_rejects_wrong_sizes():
+    with pytest.raises(ValueError):
+        composite.composite(bytearray(10), 3, bytearray(12), bytearray(4), 2, 2)
+
+
+def test_to_rgb8_from_every_layout():
+    grey_alpha = bytearray([10, 200, 20, 100])
+    assert list(composite.to_rgb8(grey_alpha, 2, 2, 1)) == [10, 10, 10, 20, 20, 20]
+    rgba = bytearray([1, 2, 3, 4, 5, 6, 7, 8])
+    assert list(composite.to_rgb8(rgba, 4, 2, 1)) == [1, 2, 3, 5, 6, 7]
+    floats = array.array("f", [0.0, 0.5, 1.0, 1.0])
+    assert list(composite.to_rgb8(floats, 4, 1, 1, max_value=1.0)) == [0, 128, 255]
+
+
+def test_resize_rgb8_identity_and_constant_and_ramp():
+    px = random_bytes(5 * 4 * 3, 9)
+    assert composite.resize_rgb8(px, 5, 4, 5, 4) == px
+    const = bytearray([7, 8, 9]) * 16
+    assert composite.resize_rgb8(const, 4, 4, 9, 3) == bytearray([7, 8, 9]) * 27
+    ramp = bytearray()
+    for i in range(4):
+        ramp += bytearray([i * 60] * 3)
+    up = composite.resize_rgb8(ramp, 4, 1, 8, 1)
+    reds = list(up[0::3])
+    assert reds == sorted(reds) and reds[0] == 0 and reds[-1] == 180
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_defaults_and_validation(tmp_path):
+    cfg = config.parse_config('{"engine_command": ["/x/dragfu", "serve"], "device": "cpu"}')
+    assert cfg["engine_command"] == ["/x/dragfu", "serve"]
+    assert cfg["device"] == "cpu" and cfg["model"] == "toy" and cfg["steps"] == 200
+    for bad in (
+        "[1]",
+        "{nope",
+        '{"engine_command": [1]}',
+        '{"steps": "many"}',
+        '{"engine_env": {"A": 1}}',
+    ):
+        with pytest.raises(config.ConfigError):
+            config.parse_config(bad)
+
+
+def test_config_search_order(tmp_path):
+    plugin_dir = tmp_path / "plugin"
+    gimp_dir = tmp_path / "gimp"
+    plugin_dir.mkdir()
+    gimp_dir.mkdir()
+    (gimp_dir / "dragfu.json").write_text('{"engine_command": ["g"], "model": "from-gimp"}')
+    env = {"PATH": ""}
+    cfg, path = config.load_config(str(plugin_dir), str(gimp_dir), env)
+    assert cfg["model"] == "from-gimp" and path.endswith(os.path.join("gimp", "dragfu.json"))
+    (plugin_dir / "dragfu.json").write_text('{"engine_command": ["p"], "model": "from-plugin"}')
+    cfg, _ = config.load_config(str(plugin_dir), str(gimp_dir), env)
+    assert cfg["model"] == "from-plugin"
+    explicit = tmp_path / "x.json"
+    explicit.write_text('{"engine_command": "solo"}')
+    cfg, _ = config.load_config(
+        str(plugin_dir), str(gimp_dir), dict(env, DRAGFU_CONFIG=str(explicit))
+    )
+    assert cfg["engine_command"] == ["solo"]
+
+
+def test_config_falls_back_to_dragfu_on_path(tmp_path):
+    exe = tmp_path / "dragfu"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    cfg, path = config.load_config(None, None, {"PATH": str(tmp_path)})
+    assert path is None and cfg["engine_command"] == [str(exe), "serve"]
+    cfg, _ = config.load_config(None, None, {"PATH": ""})
+    assert cfg["engine_command"] is None

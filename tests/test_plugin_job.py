@@ -1,0 +1,295 @@
+"""The plug-in core's run (dragfu_core.job + session): planning, engine conversation, compositing,
+cancellation and failures, against an in-memory host; the engine is the real protocol server over a
+fake backend (tests/gimp2_shim/fake_engine.py) or an in-process fake session."""
+
+import os
+import sys
+import threading
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# append, never insert: the engine package is also called dragfu (plugin/dragfu/dragfu.py)
+sys.path.append(os.path.join(HERE, "..", "plugin", "dragfu"))
+
+from dragfu_core import job, progress, session  # noqa: E402
+from dragfu_core.geometry import Rect  # noqa: E402
+
+FAKE_ENGINE = [
+    sys.executable,
+    os.path.join(HERE, "gimp2_shim", "fake_engine.py"),
+    "--resolution",
+    "32",
+]
+
+
+def flat(*anchors):
+    out = []
+    for x, y in anchors:
+        out += [x, y, x, y, x, y]
+    return out
+
+
+class MemoryHost(job.Host):
+    """An RGB layer in memory, with offsets, a rectangular selection and paths."""
+
+    def __init__(self, width=96, height=80, offsets=(10, 5), strokes=(), selection=None):
+        self.width, self.height, self.offsets = width, height, offsets
+        self.pixels = bytearray(((i * 7) % 250) for i in range(width * height * 3))
+        self._strokes = list(strokes)
+        self.selection = selection  # Rect in image coordinates
+        self.inserted = None
+        self.reports = []
+
+    def layer_info(self):
+        return job.LayerInfo("photo", self.width, self.height, self.offsets, 3)
+
+    def strokes(self, which):
+        return self._strokes
+
+    def selection_bounds(self):
+        if self.selection is None:
+            return None
+        r = self.selection.translated(-self.offsets[0], -self.offsets[1]).intersect(
+            Rect(0, 0, self.width, self.height)
+        )
+        return None if r.is_empty() else r
+
+    def read_pixels(self, rect):
+        out = bytearray()
+        for j in range(rect.y, rect.y2):
+            start = (j * self.width + rect.x) * 3
+            out += self.pixels[start : start + rect.width * 3]
+        return out
+
+    def read_selection(self, rect):
+        sel = self.selection.translated(-self.offsets[0], -self.offsets[1])
+        return bytearray(
+            255 if sel.contains_point(i + 0.5, j + 0.5) else 0
+            for j in range(rect.y, rect.y2)
+            for i in range(rect.x, rect.x2)
+        )
+
+    def progress(self, fraction, text):
+        self.reports.append((fraction, text))
+
+    def insert_result(self, rect, pixels, name, frames):
+        self.inserted = (rect, pixels, name, frames)
+
+
+class FakeSession:
+    """In-process stand-in for session.EngineSession: returns the image with the targets painted."""
+
+    seen = []
+
+    def __init__(self, config, options, report):
+        self.report = report
+
+    def run(
+        self,
+        model,
+        image,
+        width,
+        height,
+        drags,
+        movable,
+        steps,
+        keep_frames=False,
+        weight_mask=None,
+    ):
+        FakeSession.seen.append(
+            dict(model=model, width=width, height=height, drags=drags, movable=movable, steps=steps)
+        )
+        out = bytearray(image)
+        for d in drags:
+            i, j = int(d.target[0]), int(d.target[1])
+            out[(j * width + i) * 3 : (j * width + i) * 3 + 3] = bytearray([255, 0, 255])
+        self.report.stage("drag", steps, steps, distance=0.0)
+        frames = [("Step 1", bytes(image), width, height)] if keep_frames else []
+        return job.EngineOutcome(out, width, height, steps, frames)
+
+    def close(self):
+        pass
+
+
+def test_run_maps_points_into_the_crop_and_composites_inside_the_selection():
+    FakeSession.seen[:] = []
+    host = MemoryHost(
+        strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")], selection=Rect(20, 15, 50, 40)
+    )
+    result = job.run(
+        host, job.Options(steps=7, model="toy"), {"model": "x", "steps": 200}, FakeSession
+    )
+    seen = FakeSession.seen[0]
+    crop = result.crop
+    assert seen["steps"] == 7 and seen["model"] == "toy"
+    assert (seen["width"], seen["height"]) == (crop.width, crop.height)
+    # image (50.5, 33.5) -> layer (40.5, 28.5) -> crop
+    assert seen["drags"][0].target == (40.5 - crop.x, 28.5 - crop.y)
+    assert seen["movable"] is not None and set(seen["movable"]) == {0, 255}
+    rect, pixels, name, frames = host.inserted
+    assert rect == crop and name.startswith("Drag-Fu: 1 drag, 7 steps (toy)") and frames == []
+    # the marker landed on the target, outside the selection the crop kept the source
+    tx, ty = int(40.5 - crop.x), int(28.5 - crop.y)
+    p = (ty * crop.width + tx) * 3
+    assert list(pixels[p : p + 3]) == [255, 0, 255]
+    source = host.read_pixels(crop)
+    sel = host.read_selection(crop)
+    for k in range(crop.width * crop.height):
+        if not sel[k]:
+            assert pixels[k * 3 : k * 3 + 3] == source[k * 3 : k * 3 + 3]
+    # the bar ended at 1 with monotonic fractions
+    fractions = [f for f, _ in host.reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_run_refuses_without_drags_and_never_calls_the_engine():
+    FakeSession.seen[:] = []
+    host = MemoryHost(strokes=[(flat((1, 1), (9, 9), (1, 9)), True, "outline")])
+    with pytest.raises(job.JobError) as info:
+        job.run(host, job.Options(), {}, FakeSession)
+    assert info.value.code == "no_drags" and "closed" in info.value.message and info.value.hint
+    assert FakeSession.seen == [] and host.inserted is None
+
+
+def test_keep_frames_passes_frames_to_the_host():
+    host = MemoryHost(strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")])
+    job.run(host, job.Options(keep_frames=True), {}, FakeSession)
+    frames = host.inserted[3]
+    assert len(frames) == 1 and frames[0][0] == "Step 1"
+    assert len(frames[0][1]) == len(host.inserted[1])
+
+
+def test_progress_texts_name_the_stage_and_distance():
+    seen = []
+    bar = progress.Progress(lambda f, t: seen.append((f, t)))
+    bar.stage("load", 0, 1, model="toy")
+    bar.stage("project", 50, 100)
+    bar.stage("drag", 12, 200, distance=3.25)
+    bar.stage("project", 1, 100)  # a late event never moves the bar back
+    texts = [t for _, t in seen]
+    assert texts[0] == "Drag-Fu: loading model toy"
+    assert "projecting the photo" in texts[1] and "step 50 of 100" in texts[1]
+    assert texts[2] == "Drag-Fu: dragging step 12 of 200, distance 3.2 px"
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[2] < 1
+
+
+def test_engine_argv_and_environment_from_options_and_config():
+    cfg = {
+        "engine_command": ["dragfu", "serve"],
+        "device": "cuda:1",
+        "models_dir": "/m",
+        "engine_env": {"A": "b"},
+    }
+    argv, env = session.engine_argv_env(cfg, job.Options())
+    assert argv == ["dragfu", "serve"] and env == {
+        "A": "b",
+        "DRAGFU_DEVICE": "cuda:1",
+        "DRAGFU_MODELS_DIR": "/m",
+    }
+    argv, env = session.engine_argv_env(
+        cfg, job.Options(device="auto", engine_command=["x", "serve"])
+    )
+    assert argv == ["x", "serve"] and "DRAGFU_DEVICE" not in env
+    with pytest.raises(job.JobError) as info:
+        session.engine_argv_env({}, job.Options())
+    assert info.value.code == "no_engine" and "installer" in info.value.hint
+
+
+def test_flatpak_passes_the_environment_as_options():
+    argv = ["dragfu", "serve"]
+    assert session.flatpak_argv(argv, {"DRAGFU_DEVICE": "cpu"}, flatpak=False) == argv
+    assert session.flatpak_argv(argv, {"DRAGFU_DEVICE": "cpu", "A": "b"}, flatpak=True) == [
+        "flatpak-spawn", "--host", "--env=A=b", "--env=DRAGFU_DEVICE=cpu", "dragfu", "serve",
+    ]  # fmt: skip
+
+
+def run_real_client(host, options, config, cancel=None):
+    def factory(cfg, opts, report):
+        return session.EngineSession(cfg, opts, report, cancel)
+
+    return job.run(host, options, config, factory)
+
+
+def test_through_the_real_protocol_with_the_fake_engine():
+    host = MemoryHost(
+        strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")], selection=Rect(20, 15, 50, 40)
+    )
+    result = run_real_client(host, job.Options(steps=4), {"engine_command": FAKE_ENGINE})
+    assert result.steps == 4 and host.inserted is not None
+    texts = [t for _, t in host.reports]
+    assert any("dragging step" in t and "distance" in t for t in texts)
+
+
+def test_engine_error_keeps_code_message_and_hint():
+    host = MemoryHost(strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")])
+    with pytest.raises(job.JobError) as info:
+        run_real_client(host, job.Options(model="missing"), {"engine_command": FAKE_ENGINE})
+    assert info.value.code == "unknown_model" and "missing" in info.value.message
+    assert "dragfu models list" in info.value.hint and host.inserted is None
+
+
+def test_cancel_stops_the_engine_and_inserts_nothing():
+    host = MemoryHost(strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")])
+    flag = session.CancelFlag()
+    engine = FAKE_ENGINE + ["--step-delay", "0.5"]
+    original = host.progress
+
+    def progress_then_cancel(fraction, text):
+        original(fraction, text)
+        if "dragging step 1 " in text:
+            threading.Timer(0.05, flag.set).start()  # like GIMP's cancel arriving mid-drag
+
+    host.progress = progress_then_cancel
+    with pytest.raises(job.JobError) as info:
+        run_real_client(host, job.Options(steps=50), {"engine_command": engine}, cancel=flag)
+    assert info.value.code == "cancelled" and host.inserted is None
+
+
+CHILD = r"""
+import sys
+sys.path.append(sys.argv[1])
+from dragfu_core.engine_client import EngineClient, rgb_part
+client = EngineClient(sys.argv[2:])
+info = client.start()
+print("engine", info["pid"], flush=True)
+projected = client.request("project", {"output": "array"}, [rgb_part("image", bytes(32 * 32 * 3), 32, 32)])
+client.drag([(5.5, 5.5)], [(20.5, 20.5)], projection_id=projected.header["projection_id"], max_steps=200,
+            output="array", progress=lambda frame: print("step", flush=True))
+"""
+
+
+def process_gone(pid):
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return "\nState:\tZ" in handle.read()
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_engine_stops_when_gimp_kills_the_plugin_mid_drag():
+    """GIMP's cancel button kills the plug-in process; the engine must not keep computing."""
+    import signal
+    import subprocess
+    import time
+
+    core = os.path.join(HERE, "..", "plugin", "dragfu")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, core] + FAKE_ENGINE + ["--step-delay", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        engine_pid = int(child.stdout.readline().split()[1])
+        assert child.stdout.readline().strip() == "step"  # the drag is running
+        child.send_signal(signal.SIGKILL)  # what GIMP does on cancel
+        child.wait(10)
+        deadline = time.time() + 15  # 200 steps x 0.2 s = 40 s if it kept going
+        while not process_gone(engine_pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert process_gone(engine_pid)
+    finally:
+        if child.poll() is None:
+            child.kill()

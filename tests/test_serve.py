@@ -1,0 +1,561 @@
+"""The server's behaviour, in-process over real pipes, with a fake engine behind it."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dragfu.protocol.frames import FrameReader, Part, encode_frame
+from dragfu.protocol.server import Server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "protocol_vectors"))
+from serve_fake_engine import FakeBackend  # noqa: E402
+
+WAIT = 20.0  # generous: only reached when something is broken
+
+
+class Harness:
+    """A Server on two os.pipe()s, run in a thread; frames read back by a reader thread."""
+
+    def __init__(self, backend: FakeBackend | None = None, **kwargs) -> None:
+        self.backend = backend or FakeBackend()
+        self.in_r, self.in_w = os.pipe()
+        self.out_r, self.out_w = os.pipe()
+        kwargs.setdefault("idle_timeout", 0)
+
+        def write(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.out_w, view) :]
+
+        self.server = Server(self.backend, write, **kwargs)
+        self.exit_code: int | None = None
+        self.events: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        threading.Thread(target=self._read_events, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.exit_code = self.server.serve(lambda n: os.read(self.in_r, n))
+        os.close(self.out_w)
+
+    def _read_events(self) -> None:
+        reader = FrameReader(lambda n: os.read(self.out_r, n))
+        while True:
+            try:
+                frame = reader.read_frame()
+            except OSError:
+                frame = None
+            self.events.put(frame)
+            if frame is None:
+                return
+
+    def send_raw(self, data: bytes) -> None:
+        os.write(self.in_w, data)
+
+    def send(self, header: dict, parts: list[Part] | None = None) -> None:
+        self.send_raw(encode_frame(header, parts))
+
+    def next(self):
+        frame = self.events.get(timeout=WAIT)
+        assert frame is not None, "server closed its output"
+        return frame
+
+    def until_done(self, rid) -> list:
+        """Every frame up to and including the result/error for ``rid``."""
+        out = []
+        while True:
+            frame = self.next()
+            out.append(frame)
+            if frame.id == rid and frame.type in ("result", "error"):
+                return out
+
+    def request(self, header: dict, parts: list[Part] | None = None):
+        self.send(header, parts)
+        return self.until_done(header["id"])
+
+    def close_input(self) -> None:
+        os.close(self.in_w)
+
+    def join(self) -> int:
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "server did not exit"
+        return self.exit_code
+
+    def rest(self) -> list:
+        """Frames left after the server exited."""
+        out = []
+        while (frame := self.events.get(timeout=WAIT)) is not None:
+            out.append(frame)
+        return out
+
+
+@pytest.fixture
+def harness():
+    created = []
+
+    def make(backend=None, **kwargs):
+        h = Harness(backend, **kwargs)
+        created.append(h)
+        return h
+
+    yield make
+    for h in created:
+        if h.thread.is_alive():
+            try:
+                h.close_input()
+            except OSError:
+                pass
+            h.server.cancel(None)
+            h.thread.join(WAIT)
+
+
+def terminal(frames):
+    return frames[-1]
+
+
+def rgb_array_part(name: str, image: np.ndarray) -> Part:
+    return Part.from_array(name, image)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hello_reports_protocol_engine_devices_and_models(harness):
+    h = harness()
+    result = terminal(h.request({"type": "hello", "id": "h", "protocol": 1}))
+    assert result.type == "result" and result.header["request"] == "hello"
+    assert result.header["protocol"] == 1 and 1 in result.header["protocols"]
+    assert result.header["engine_version"]
+    assert result.header["devices"][0]["name"] == "cpu"
+    assert [m["name"] for m in result.header["models"]] == ["fake"]
+
+
+def test_wrong_protocol_version_is_refused_and_server_stays_ready(harness):
+    h = harness()
+    error = terminal(h.request({"type": "hello", "id": "h", "protocol": 2}))
+    assert error.type == "error" and error.header["code"] == "bad_version"
+    assert error.header["hint"]
+    assert terminal(h.request({"type": "hello", "id": "h2"})).type == "result"
+
+
+def test_load_model_reports_progress_then_resolution(harness):
+    h = harness()
+    frames = h.request({"type": "load_model", "id": "m", "model": "fake"})
+    assert [f.type for f in frames] == ["progress", "result"]
+    assert frames[0].header["stage"] == "load"
+    assert frames[1].header["resolution"] == [16, 16]
+    # Kept in memory: a second load does not call the backend again.
+    h.request({"type": "load_model", "id": "m2", "model": "fake"})
+    assert [c for c in h.backend.calls if c[0] == "load_model"] == [
+        ("load_model", {"name": "fake"})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "code", "hint_word"),
+    [
+        ("missing", "unknown_model", "models list"),
+        ("corrupt", "bad_model", ""),
+        ("huge", "out_of_memory", "--device cpu"),
+    ],
+)
+def test_model_errors_have_stable_codes_and_leave_server_ready(harness, model, code, hint_word):
+    h = harness()
+    error = terminal(h.request({"type": "load_model", "id": "m", "model": model}))
+    assert error.type == "error" and error.header["code"] == code
+    assert hint_word in error.header.get("hint", "")
+    assert "\n" not in error.header["message"]
+    ok = terminal(
+        h.request({"type": "drag", "id": "d", "seed": 1, "handles": [[2, 2]], "targets": [[5, 2]]})
+    )
+    assert ok.type == "result"
+
+
+def test_drag_from_seed_streams_progress_and_returns_image_points_latent(harness):
+    h = harness()
+    frames = h.request(
+        {"type": "drag", "id": "d", "seed": 4, "psi": 0.5, "handles": [[2.5, 2.5]], "targets": [[8.5, 2.5]],
+         "max_steps": 50, "output": "array"}
+    )  # fmt: skip
+    progress = [f for f in frames if f.type == "progress" and f.header["stage"] == "drag"]
+    result = terminal(frames)
+    assert result.type == "result", result.header
+    steps = [p.header["step"] for p in progress]
+    assert steps == sorted(steps) and steps[0] == 0
+    distances = [p.header["distances"][0] for p in progress]
+    assert distances[0] == pytest.approx(6.0) and distances[-1] < distances[0]
+    assert result.header["points"][0] == pytest.approx([8.5, 2.5], abs=0.01)
+    assert result.header["size"] == [16, 16]
+    image = result.parts["image"].array()
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    assert int(image[0, 0, 1]) == result.header["steps"]
+    assert result.header["timings"]["total_seconds"] >= 0
+    # The seed's latent: ws = f(seed, psi) in the fake.
+    assert float(np.asarray(h.backend.calls[-1][1]["ws"]).flat[0]) == pytest.approx(2.0)
+    # Continue dragging from the result's latent.
+    again = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "d2",
+                "latent_id": result.header["latent_id"],
+                "handles": [[8.5, 2.5]],
+                "targets": [[8.5, 9.5]],
+            }
+        )
+    )
+    assert again.type == "result"
+    assert float(np.asarray(h.backend.calls[-1][1]["ws"]).flat[0]) == pytest.approx(3.0)
+
+
+def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
+    h = harness()
+    image = np.random.default_rng(0).integers(
+        0, 255, (24, 32, 3), dtype=np.uint8
+    )  # 32 wide, 24 high
+    weight = np.ones((24, 32), dtype=np.float32)
+    frames = h.request(
+        {"type": "project", "id": "p", "settings": {"steps": 4}, "output": "png"},
+        [rgb_array_part("image", image), Part.from_array("weight_mask", weight)],
+    )
+    result = terminal(frames)
+    assert result.type == "result", result.header
+    assert [
+        f.header["step"] for f in frames if f.type == "progress" and f.header["stage"] == "project"
+    ] == [1, 2, 3, 4]
+    assert result.header["size"] == [32, 24] and result.header["model_size"] == [16, 16]
+    assert result.header["psnr"] == 30.0
+    with Image.open(io.BytesIO(result.parts["image"].data)) as png:
+        assert png.size == (32, 24)  # reconstruction comes back at the sent size
+    call = [c for c in h.backend.calls if c[0] == "project"][-1][1]
+    assert call["shape"] == (24, 32, 3) and call["weight"] == (24, 32) and call["cache"] is True
+
+    mask = np.zeros((24, 32), dtype=np.uint8)
+    mask[:, 8:24] = 255
+    drag = terminal(
+        h.request(
+            {"type": "drag", "id": "d", "projection_id": result.header["projection_id"],
+             "handles": [[8, 12]], "targets": [[16, 18]], "waypoints": [[[12, 12]]], "output": "array"},
+            [Part.from_array("mask", mask)],
+        )
+    )  # fmt: skip
+    assert drag.type == "result", drag.header
+    call = h.backend.calls[-1][1]
+    # x scales by 16/32, y by 16/24.
+    assert call["handles"] == [pytest.approx((4.0, 8.0))]
+    assert call["targets"] == [pytest.approx((8.0, 12.0))]
+    assert call["waypoints"] == [[pytest.approx((6.0, 8.0))]]
+    assert call["mask"] == (16, 16)
+    assert drag.header["points"][0] == pytest.approx([16, 18], abs=0.01)
+    assert drag.parts["image"].array().shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        (
+            {"handles": [[40, 2]], "targets": [[5, 2]]},
+            "invalid_points",
+        ),  # outside the 16x16 seed image
+        ({"handles": [[2, 2]], "targets": [[2.1, 2]]}, "invalid_points"),  # already there
+        ({"handles": [[2, 2]], "targets": [[5, 2]], "waypoints": [[[99, 1]]]}, "invalid_points"),
+        ({"handles": [[2, 2]], "targets": [[5, 2]], "method": "crash"}, "internal"),
+        ({"handles": [[2, 2]], "targets": [[5, 2]], "method": "oom"}, "out_of_memory"),
+    ],
+)
+def test_bad_drags_get_stable_codes_and_server_stays_ready(harness, fields, code):
+    h = harness()
+    error = terminal(h.request({"type": "drag", "id": "bad", "seed": 0, **fields}))
+    assert error.type == "error" and error.header["code"] == code, error.header
+    assert "\n" not in error.header["message"]
+    assert terminal(h.request({"type": "hello", "id": "h"})).type == "result"
+    ok = terminal(
+        h.request({"type": "drag", "id": "d", "seed": 0, "handles": [[2, 2]], "targets": [[5, 2]]})
+    )
+    assert ok.type == "result"
+
+
+def test_unknown_latent_and_wrong_mask_size(harness):
+    h = harness()
+    error = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "d",
+                "latent_id": "p99",
+                "handles": [[1, 1]],
+                "targets": [[3, 3]],
+            }
+        )
+    )
+    assert error.header["code"] == "unknown_latent" and error.header["hint"]
+    error = terminal(
+        h.request(
+            {"type": "drag", "id": "d", "seed": 1, "handles": [[1, 1]], "targets": [[3, 3]]},
+            [Part.from_array("mask", np.ones((8, 8), dtype=np.uint8))],
+        )
+    )
+    assert error.header["code"] == "bad_request" and "mask" in error.header["message"]
+
+
+def test_cancel_stops_a_running_drag_within_a_step(harness):
+    # A 1024 px fake: the handle needs ~1400 one-pixel steps (10 ms each) to arrive.
+    backend = FakeBackend(resolution=1024, step_seconds=0.01)
+    h = harness(backend)
+    h.send(
+        {
+            "type": "drag",
+            "id": "slow",
+            "seed": 0,
+            "handles": [[0, 0]],
+            "targets": [[1000, 1000]],
+            "max_steps": 100000,
+        }
+    )
+    first = h.next()
+    assert first.type == "progress"
+    h.send({"type": "cancel", "id": "c", "target": "slow"})
+    frames = h.until_done("slow")
+    if not any(f.id == "c" for f in frames):  # the two answers may come in either order
+        frames += h.until_done("c")
+    cancel_ack = [f for f in frames if f.id == "c"]
+    assert cancel_ack[0].type == "result" and cancel_ack[0].header["cancelled"] == ["slow"]
+    error = [f for f in frames if f.id == "slow" and f.type != "progress"]
+    assert error[0].type == "error" and error[0].header["code"] == "cancelled"
+    # It stopped long before reaching the target; and it stopped for good: no step after the error.
+    steps_at_error = backend.steps_run
+    assert steps_at_error < 1000
+    assert terminal(h.request({"type": "hello", "id": "h0"})).type == "result"
+    assert backend.steps_run == steps_at_error
+    # ... and the server is ready for more.
+    assert terminal(h.request({"type": "hello", "id": "h"})).type == "result"
+
+
+def test_cancel_of_queued_request_never_runs_it(harness):
+    backend = FakeBackend(step_seconds=0.01)
+    h = harness(backend)
+    h.send({"type": "drag", "id": "a", "seed": 0, "handles": [[0, 0]], "targets": [[10, 0]]})
+    h.send({"type": "drag", "id": "b", "seed": 0, "handles": [[0, 0]], "targets": [[9, 0]]})
+    h.send({"type": "cancel", "id": "c", "target": "b"})
+    frames = h.until_done("a")
+    frames += (
+        h.until_done("b") if not any(f.id == "b" and f.type == "error" for f in frames) else []
+    )
+    by_id = {(f.id, f.type): f for f in frames}
+    assert by_id[("a", "result")]
+    assert by_id[("b", "error")].header["code"] == "cancelled"
+    assert not any(f.id == "b" and f.type == "progress" for f in frames)
+    assert len([c for c in backend.calls if c[0] == "drag"]) == 1
+
+
+def test_shutdown_cancels_work_answers_last_and_exits(harness):
+    backend = FakeBackend(step_seconds=0.02)
+    h = harness(backend)
+    h.send(
+        {
+            "type": "drag",
+            "id": "slow",
+            "seed": 0,
+            "handles": [[0, 0]],
+            "targets": [[16, 16]],
+            "max_steps": 100000,
+        }
+    )
+    assert h.next().type == "progress"
+    h.send({"type": "shutdown", "id": "bye"})
+    assert h.join() == 0
+    frames = [f for f in h.rest()]
+    assert frames[-1].id == "bye" and frames[-1].type == "result"
+    assert any(
+        f.id == "slow" and f.type == "error" and f.header["code"] == "cancelled" for f in frames
+    )
+
+
+def test_end_of_input_finishes_queued_work_then_exits(harness):
+    h = harness()
+    h.send({"type": "drag", "id": "d", "seed": 0, "handles": [[0, 0]], "targets": [[5, 0]]})
+    h.close_input()
+    assert h.join() == 0
+    frames = h.rest()
+    assert frames[-1].id == "d" and frames[-1].type == "result"
+
+
+def test_client_vanishing_mid_request_stops_the_server(harness):
+    backend = FakeBackend(step_seconds=0.01)
+    h = harness(backend)
+    h.send(
+        {
+            "type": "drag",
+            "id": "slow",
+            "seed": 0,
+            "handles": [[0, 0]],
+            "targets": [[16, 16]],
+            "max_steps": 100000,
+        }
+    )
+    assert backend.drag_started.wait(WAIT)
+    os.close(h.out_r)  # the client's end of stdout is gone: the next write fails with EPIPE
+    assert h.join() == 0
+    assert backend.steps_run < 1000
+
+
+def test_idle_timeout_exits_cleanly(harness):
+    h = harness(idle_timeout=0.2)
+    assert h.join() == 0
+
+
+def test_bad_frames_get_errors_and_the_stream_stays_in_sync(harness):
+    h = harness(max_payload_bytes=64)
+    h.send_raw(b"not json at all\n")
+    assert h.next().header["code"] == "bad_frame"
+    h.send_raw(
+        b'{"type":"echo","id":"big","payload_length":100,"payload":{"kind":"png"}}\n'
+        + b"\x00" * 100
+    )
+    error = h.next()
+    assert error.header["code"] == "payload_too_large" and error.id == "big"
+    h.send({"type": "frobnicate", "id": "u"})
+    assert h.next().header["code"] == "unknown_type"
+    echo = terminal(h.request({"type": "echo", "id": "e"}, [Part("blob", "png", b"0123456789")]))
+    assert echo.parts["blob"].data == b"0123456789"
+
+
+def test_truncated_frame_at_end_of_input_is_reported_then_exit(harness):
+    h = harness()
+    h.send_raw(b'{"type":"echo","id":"t","payload_length":10,"payload":{"kind":"png"}}\nabc')
+    h.close_input()
+    assert h.join() == 0
+    frames = h.rest()
+    assert [(f.type, f.header.get("code"), f.id) for f in frames] == [
+        ("error", "truncated_frame", "t")
+    ]
+
+
+def test_drag_previews_arrive_at_the_sent_size(harness):
+    h = harness()
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    projection = terminal(
+        h.request({"type": "project", "id": "p"}, [rgb_array_part("image", image)])
+    )
+    frames = h.request(
+        {"type": "drag", "id": "d", "projection_id": projection.header["projection_id"], "handles": [[4, 4]],
+         "targets": [[30, 4]], "preview_every": 3}
+    )  # fmt: skip
+    previews = [f for f in frames if f.type == "progress" and "preview" in f.parts]
+    assert previews and all(f.header["step"] % 3 == 0 for f in previews)
+    with Image.open(io.BytesIO(previews[0].parts["preview"].data)) as png:
+        assert png.size == (40, 20)
+
+
+def test_latents_are_forgotten_oldest_first(harness):
+    h = harness(max_latents=2)
+    ids = []
+    for i in range(3):
+        r = terminal(
+            h.request(
+                {"type": "drag", "id": f"d{i}", "seed": i, "handles": [[1, 1]], "targets": [[3, 1]]}
+            )
+        )
+        ids.append(r.header["latent_id"])
+    error = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "x",
+                "latent_id": ids[0],
+                "handles": [[1, 1]],
+                "targets": [[3, 1]],
+            }
+        )
+    )
+    assert error.header["code"] == "unknown_latent"
+    ok = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "y",
+                "latent_id": ids[2],
+                "handles": [[1, 1]],
+                "targets": [[3, 1]],
+            }
+        )
+    )
+    assert ok.type == "result"
+
+
+class BrokenInfoBackend(FakeBackend):
+    def info(self) -> dict:
+        raise RuntimeError("device query exploded")
+
+
+def test_a_bug_in_a_quick_request_is_an_internal_error_not_a_dead_server(harness):
+    h = harness(BrokenInfoBackend())
+    error = terminal(h.request({"type": "hello", "id": "h"}))
+    assert error.type == "error" and error.header["code"] == "internal"
+    assert "device query exploded" in error.header["message"]
+    echo = terminal(h.request({"type": "echo", "id": "e"}))
+    assert echo.type == "result"
+
+
+def test_real_drag_stops_at_the_step_during_which_cancel_arrives(tmp_path):
+    """With the real engine: a cancel that arrives during step 2 means no step 3 is computed."""
+    from conftest import make_tiny_generator
+
+    from dragfu.models import save_generator
+    from dragfu.protocol.frames import read_all
+    from dragfu.protocol.server import EngineBackend
+
+    model = str(save_generator(make_tiny_generator(), tmp_path / "tiny.safetensors"))
+    frames = []
+
+    def write(data: bytes) -> None:
+        for frame in read_all(data):
+            frames.append(frame)
+            if (
+                frame.type == "progress"
+                and frame.header.get("stage") == "drag"
+                and frame.header["step"] == 2
+            ):
+                server.cancel("d")  # as the main thread would, while the worker is inside step 2
+
+    server = Server(EngineBackend("cpu"), write, idle_timeout=0)
+    request = {
+        "type": "drag",
+        "id": "d",
+        "model": model,
+        "seed": 0,
+        "handles": [[8, 8]],
+        "targets": [[24, 20]],
+        "max_steps": 50,
+    }
+    server.dispatch(read_all(encode_frame(request))[0])
+    job = server._running = server._queued.popleft()
+    server._run_job(job)  # the worker's part, synchronously
+    drag_steps = [
+        f.header["step"] for f in frames if f.type == "progress" and f.header.get("stage") == "drag"
+    ]
+    assert drag_steps == [0, 1, 2]
+    assert frames[-1].type == "error" and frames[-1].header["code"] == "cancelled"
+
+
+def test_oversized_payload_is_refused_before_it_is_sent(harness):
+    h = harness(max_payload_bytes=64)
+    # Only the header: the refusal must not wait for the (huge) payload to arrive.
+    h.send_raw(
+        b'{"type":"echo","id":"huge","payload_length":1000000000000,"payload":{"kind":"png"}}\n'
+    )
+    error = h.next()
+    assert (error.type, error.id, error.header["code"]) == ("error", "huge", "payload_too_large")
+    h.send_raw(b"x" * 100)  # the client gives up mid-payload and goes away
+    h.close_input()
+    assert h.join() == 0
+    assert [(f.header["code"], f.id) for f in h.rest()] == [("truncated_frame", "huge")]
