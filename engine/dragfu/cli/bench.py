@@ -58,7 +58,8 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = {"benchmark": args.benchmark, "machine": machine(), **args.module.run(args)}
+    measured = args.module.run(args)  # first: a benchmark may set the thread count
+    result = {"benchmark": args.benchmark, "machine": machine(), **measured}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

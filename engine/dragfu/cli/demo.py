@@ -1,7 +1,7 @@
 """`dragfu demo`: the whole job on the embedded toy model, as the plug-in does it.
 
 A toy "photo" (drawn by the toy world's renderer, never by the model) is projected into the toy
-generator, then its mouth corners are dragged into a smile. Written to --out-dir: the photo, the
+generator, then its mouth corners are dragged outward (a wider mouth). Written to --out-dir: the photo, the
 projection, the result, an animated GIF of the drag, and a before/after sheet.
 """
 
@@ -26,11 +26,11 @@ DEMO_UNIT = np.array(
     [0.5, 0.55, 0.6, 0.3, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6, 0.55, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4,
      0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.5, 0.5, 0.5, 0.45, 0.3]
 )  # fmt: skip
-SMILE = {"mouth_left": (-5.0, -4.0), "mouth_right": (5.0, -4.0)}
+WIDEN_MOUTH = {"mouth_left": (-6.0, 0.0), "mouth_right": (6.0, 0.0)}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="project a toy photo and drag it into a smile")
+    parser = subparsers.add_parser("demo", help="project a toy photo and drag its mouth wider")
     parser.add_argument(
         "--out-dir", default=".", help="where to write the pictures (default: here)"
     )
@@ -89,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
         f"projection: PSNR {projection.psnr:.1f} dB, SSIM {projection.ssim:.3f}, {project_seconds:.1f} s"
     )
 
-    handles = [marks[name] for name in SMILE]
-    targets = [(x + dx, y + dy) for (x, y), (dx, dy) in zip(handles, SMILE.values(), strict=True)]
+    handles = [marks[name] for name in WIDEN_MOUTH]
+    targets = [
+        (x + dx, y + dy) for (x, y), (dx, dy) in zip(handles, WIDEN_MOUTH.values(), strict=True)
+    ]
     frames: list[Image.Image] = []
 
     def on_step(progress: DragProgress) -> None:
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if progress.preview is not None:
             frames.append(annotate(progress.preview, progress.points, targets))
 
-    say("dragging the mouth corners into a smile...")
+    say("dragging the mouth corners outward...")
     result = drag(
         projection.generator, projection.ws, handles, targets,
         max_steps=args.steps, preview_every=4, callback=on_step,
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     sheet = before_after_sheet(photo, projection.reconstruction, result.image, handles, targets)
     sheet.save(out_dir / "before_after.png")
 
-    measured = measure(result.image, list(SMILE), targets)
+    measured = measure(result.image, list(WIDEN_MOUTH), targets)
     summary = {
         "out_dir": str(out_dir),
         "files": ["before.png", "projected.png", "result.png", "drag.gif", "before_after.png"],

@@ -24,8 +24,8 @@ from dragfu.errors import UnknownModelError
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
-#: sha256 of engine/dragfu/assets/toy.safetensors. None until the trained toy model lands; a test
-#: compares this constant with the committed file whenever the file exists.
+#: sha256 of engine/dragfu/assets/toy.safetensors (the trained toy model, docs/benchmarks_toy.md).
+#: A test compares this constant with the committed file: retraining the toy means updating it.
 TOY_SHA256: str | None = "96f236a17ad24e3eee0246a7618137c092bc778bcdda10c148f886c0be701a1b"
 
 NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial research use only)"
