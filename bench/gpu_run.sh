@@ -18,6 +18,6 @@ step 45 $B generator --config 512 --device cuda --repeats 20 --out "$OUT/generat
 step 45 $B generator --config 512 --device cuda --repeats 20 --precision fp16 --out "$OUT/generator_512_fp16.json"
 step 45 $B generator --config toy --device cuda --repeats 20 --out "$OUT/generator_toy.json"
 step 75 $B drag --device cuda --sections speed --speed-steps 50 --out "$OUT/drag_speed.json"
-step 120 $B project --device cuda ${PROJECT_BENCH_ARGS:-} --out "$OUT/project.json"
+step 120 $B project --device cuda ${PROJECT_BENCH_ARGS:---images 0 --speed-512} --out "$OUT/project.json"
 step 150 $B drag --device cuda --sections manipulation --pairs ${GPU_PAIRS:-40} --out "$OUT/drag_manipulation.json"
 echo "== done"; ls -la "$OUT"

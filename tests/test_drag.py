@@ -196,7 +196,7 @@ def test_waypoint_route_advances_in_order():
 def test_settings_scale_with_resolution():
     G = make_tiny_generator(resolution=32)
     s = DragSettings().resolved(G, points=1)
-    assert s.r1 == 2.0 and s.r2 == 4.0 and s.stop_distance == 1.0 and s.feature_resolution == 16
+    assert s.r1 == 2.0 and s.r2 == 4.0 and s.stop_distance == 1.0 and s.feature_resolution == 32
     assert DragSettings().resolved(G, points=6).stop_distance == 2.0
     assert s.subpixel_tracking and s.bounded_step
     published = DragSettings(method="draggan").resolved(G, points=1)
@@ -206,11 +206,6 @@ def test_settings_scale_with_resolution():
 def test_feature_block_choice():
     from dragfu.drag.engine import feature_block
 
-    blocks_512 = [4, 8, 16, 32, 64, 128, 256, 512]
-    assert (
-        feature_block(blocks_512, ours=False) == 128 and feature_block(blocks_512, ours=True) == 128
-    )
-    blocks_128 = [4, 8, 16, 32, 64, 128]
-    assert (
-        feature_block(blocks_128, ours=False) == 128 and feature_block(blocks_128, ours=True) == 64
-    )
+    assert feature_block([4, 8, 16, 32, 64, 128, 256, 512]) == 128
+    assert feature_block([4, 8, 16, 32, 64, 128]) == 128
+    assert feature_block([4, 8, 16, 32]) == 32

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--feature-resolution",
+        type=int,
+        default=None,
+        help="override the feature block (both methods)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
 
@@ -110,6 +116,7 @@ def manipulation(G, args, methods, counts) -> dict:
                     targets.tolist(),
                     method=method,
                     max_steps=args.max_steps,
+                    feature_resolution=args.feature_resolution,
                 )
                 row = rows[f"{n}pt"][method]
                 found = landmarks_of(result.image, names)

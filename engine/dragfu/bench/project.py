@@ -30,7 +30,7 @@ from dragfu.project import ProjectSettings, project
 from dragfu.project.losses import psnr
 
 SWEEP = {
-    # label: changes to the defaults (the first runs of the sweep are in docs/benchmarks_project.md)
+    # label: changes to the defaults (the first runs of the sweep are in docs/benchmarks.md)
     "defaults": {},
     "w_steps=50": {"w_steps": 50},
     "w_steps=200": {"w_steps": 200},

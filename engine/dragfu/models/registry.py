@@ -24,7 +24,7 @@ from dragfu.errors import UnknownModelError
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
-#: sha256 of engine/dragfu/assets/toy.safetensors (the trained toy model, docs/benchmarks_toy.md).
+#: sha256 of engine/dragfu/assets/toy.safetensors (the trained toy model, docs/benchmarks.md).
 #: A test compares this constant with the committed file: retraining the toy means updating it.
 TOY_SHA256: str | None = "96f236a17ad24e3eee0246a7618137c092bc778bcdda10c148f886c0be701a1b"
 
