@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# `dragfu serve` on the CPU, as the tests start it.
+SERVE_COMMAND = [
+    sys.executable,
+    "-m",
+    "dragfu.cli.main",
+    "serve",
+    "--device",
+    "cpu",
+    "--idle-timeout",
+    "120",
+]
 REFERENCE = Path(os.environ.get("DRAGFU_REFERENCE", REPO.parent / "shared" / "reference"))
 
 

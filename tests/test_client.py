@@ -20,16 +20,9 @@ from dragfu_core.engine_client import EngineCancelled, EngineClient, EngineError
 
 FAKE_ENGINE = [sys.executable, str(HERE / "protocol_vectors" / "serve_fake_engine.py")]
 WRAPPER = str(HERE / "protocol_vectors" / "ssh_like_wrapper.sh")
-SERVE = [
-    sys.executable,
-    "-m",
-    "dragfu.cli.main",
-    "serve",
-    "--device",
-    "cpu",
-    "--idle-timeout",
-    "120",
-]
+from tests.conftest import SERVE_COMMAND  # noqa: E402
+
+SERVE = SERVE_COMMAND
 PY27 = Path("/root/.pyenv/versions/2.7.18/bin/python")
 
 

@@ -20,16 +20,9 @@ import gimp  # noqa: E402
 import gimpfu  # noqa: E402
 from gimpfu import pdb  # noqa: E402
 
-ENGINE = [
-    sys.executable,
-    "-m",
-    "dragfu.cli.main",
-    "serve",
-    "--device",
-    "cpu",
-    "--idle-timeout",
-    "120",
-]
+from tests.conftest import SERVE_COMMAND  # noqa: E402
+
+ENGINE = SERVE_COMMAND
 # Shorter than the engine's defaults (150 + 100 + 100 steps): the test must stay near a minute on
 # a 2-core CPU, and the toy world projects well enough with this for a 2 px check.
 TOY_PROJECTION = {"w_steps": 60, "wplus_steps": 30, "tune_steps": 30}

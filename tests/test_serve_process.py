@@ -17,16 +17,9 @@ from dragfu.protocol.frames import Part, read_all
 HERE = Path(__file__).resolve().parent
 FAKE_ENGINE = HERE / "protocol_vectors" / "serve_fake_engine.py"
 WRAPPER = HERE / "protocol_vectors" / "ssh_like_wrapper.sh"
-SERVE = [
-    sys.executable,
-    "-m",
-    "dragfu.cli.main",
-    "serve",
-    "--device",
-    "cpu",
-    "--idle-timeout",
-    "120",
-]
+from tests.conftest import SERVE_COMMAND  # noqa: E402
+
+SERVE = SERVE_COMMAND
 
 
 @pytest.fixture(scope="module")
