@@ -75,18 +75,9 @@ def check_torch_and_device() -> list[Check]:
     )
     checks = [Check("torch", "ok", f"torch {torch.__version__} ({build})")]
 
-    try:
-        from dragfu.device import choose_device, describe_device
+    from dragfu.device import choose_device, describe_device
 
-        device = choose_device("auto")
-        described = describe_device(device)
-    except ImportError:  # an engine without dragfu.device: detect directly
-        if torch.cuda.is_available():
-            described = f"cuda ({torch.cuda.get_device_name(0)})"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            described = "mps"
-        else:
-            described = "cpu"
+    described = describe_device(choose_device("auto"))
     kind = described.split(" ")[0]
     if kind == "cpu" and _nvidia_gpu_present():
         if torch.version.cuda:

@@ -31,6 +31,7 @@ import torch
 
 from dragfu.errors import BadInputError, CancelledError
 from dragfu.imageio import as_rgb_uint8, resize_image, resize_weight
+from dragfu.models.seeds import to_uint8
 from dragfu.project.losses import (
     make_perceptual_loss,
     noise_autocorrelation,
@@ -161,12 +162,6 @@ def apply_delta(G: torch.nn.Module, delta: dict[str, torch.Tensor]) -> torch.nn.
             target = tuned_state[name]
             target.copy_(state[name] + difference.to(device=target.device, dtype=target.dtype))
     return tuned.eval().requires_grad_(False)
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[1, 3, H, W] in about [-1, 1] -> uint8 [H, W, 3] (NVIDIA's conversion)."""
-    pixels = (image.detach()[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return pixels.permute(1, 2, 0).cpu().numpy()
 
 
 def prepare_target(

@@ -145,7 +145,9 @@ class EngineBackend:
                         "memory_mb": props.total_memory // 2**20,
                     }
                 )
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        from dragfu.device import mps_available
+
+        if mps_available():
             devices.append({"name": "mps"})
         models = []
         try:
