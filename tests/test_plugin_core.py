@@ -127,6 +127,48 @@ def test_region_points_square_with_context_and_narrow_layer():
     assert notes and "no selection" in notes[0]
 
 
+def test_region_takes_the_shape_of_a_rectangular_model():
+    human = (256, 512)  # StyleGAN-Human: 256 wide, 512 high
+    assert geometry.model_shaped_size(60, 40, 64, None) == (64, 64)
+    assert geometry.model_shaped_size(60, 40, 64, human) == (64, 128)
+    assert geometry.model_shaped_size(100, 150, 64, human) == (100, 200)
+    assert geometry.model_shaped_size(30, 300, 64, human) == (150, 300)
+    sel = Rect(100, 50, 60, 40)
+    crop, notes = geometry.choose_region(
+        "auto", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel, model_size=human
+    )
+    assert notes == [] and (crop.width, crop.height) == (64, 128)
+    assert crop.intersect(sel) == sel
+    # a square model's answer changes nothing
+    assert geometry.choose_region(
+        "auto", (512, 384), [(120.0, 60.0)], sel, model_size=(64, 64)
+    ) == (geometry.choose_region("auto", (512, 384), [(120.0, 60.0)], sel))
+    # points: the square with context becomes the shorter side
+    square, _ = geometry.choose_region("points", (1000, 1000), [(500.0, 500.0), (520.0, 500.0)])
+    tall, notes = geometry.choose_region(
+        "selection", (1000, 1000), [(500.0, 500.0), (520.0, 500.0)], None, model_size=human
+    )
+    assert notes and "no selection" in notes[0] and "model's shape" in notes[0]
+    assert tall.width == square.width and tall.height == 2 * square.width
+    assert tall.contains_point(500, 500) and tall.contains_point(520, 500)
+    assert abs((tall.y + tall.height / 2.0) - 500) <= 1
+    # a layer too low for the shape: the height is cut to the layer, the points stay inside
+    crop, _ = geometry.choose_region("points", (400, 100), [(200.0, 50.0), (210.0, 60.0)],
+                                     model_size=human)  # fmt: skip
+    assert crop.y == 0 and crop.height == 100 and crop.contains_point(210, 60)
+    # the whole layer is the whole layer, whatever the model
+    crop, _ = geometry.choose_region("layer", (300, 200), [(10.0, 10.0)], model_size=human)
+    assert crop == Rect(0, 0, 300, 200)
+
+
+def test_engine_model_size_answer_is_checked():
+    from dragfu_core.session import model_size
+
+    assert model_size([256, 512]) == (256, 512) and model_size((32, 32)) == (32, 32)
+    for bad in (None, 512, [512], [0, 512], [256.0, 512], [True, 2], "ab", [1, 2, 3]):
+        assert model_size(bad) is None, bad
+
+
 def test_points_map_image_to_layer_to_crop():
     # layer at image offset (30, -12); crop at (100, 40) inside the layer
     p_image = (150.5, 60.25)

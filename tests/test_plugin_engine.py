@@ -51,6 +51,17 @@ def write_config(tmp_path, monkeypatch, **extra):
     gimp.reset()
 
 
+def configure_quick_run(tmp_path, monkeypatch, model) -> None:
+    """The plug-in's config: this model, 3 drag steps, a 3-step W projection (a smoke run)."""
+    write_config(
+        tmp_path,
+        monkeypatch,
+        model=str(model),
+        steps=3,
+        project_settings={"w_steps": 3, "wplus_steps": 0, "tune_steps": 0, "w_avg_samples": 64},
+    )
+
+
 def image_with(photo, offsets, selection, stroke):
     h, w = photo.shape[:2]
     image = pdb.gimp_image_new(w + offsets[0] + 20, h + offsets[1] + 20, gimp.RGB)
@@ -89,13 +100,7 @@ def test_real_engine_with_a_tiny_random_generator(tmp_path, monkeypatch):
         mapping_kwargs={"num_layers": 2},
     )
     model = save_generator(G, tmp_path / "tiny.safetensors")
-    write_config(
-        tmp_path,
-        monkeypatch,
-        model=str(model),
-        steps=3,
-        project_settings={"w_steps": 3, "wplus_steps": 0, "tune_steps": 0, "w_avg_samples": 64},
-    )
+    configure_quick_run(tmp_path, monkeypatch, model)
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 255, size=(70, 90, 3)).astype(np.uint8)
     image, layer = image_with(photo, (5, 7), (20, 20, 48, 48), [(40.5, 40.5), (44.5, 41.5)])
@@ -112,6 +117,36 @@ def test_real_engine_with_a_tiny_random_generator(tmp_path, monkeypatch):
     inside[20 - 7 : 68 - 7, 20 - 5 : 68 - 5] = True
     assert np.array_equal(out[~inside], src[~inside])
     assert (out[inside] != src[inside]).any()  # the generator's picture went in
+
+
+@pytest.mark.slow
+def test_real_engine_with_a_tiny_rectangular_generator(tmp_path, monkeypatch):
+    """StyleGAN-Human's shape (`square=False`: 32 high, 16 wide): the crop takes the model's
+    shape, the engine projects and drags it, and the result lands inside the selection."""
+    from dragfu.models import save_generator
+    from tests.conftest import make_tiny_generator
+
+    model = save_generator(
+        make_tiny_generator(square=False, seed=5), tmp_path / "human.safetensors"
+    )
+    configure_quick_run(tmp_path, monkeypatch, model)
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 255, size=(150, 90, 3)).astype(np.uint8)  # 90 wide, 150 high
+    # A drag whose y (in the 64 x 128 crop) lies beyond the crop's width.
+    image, layer = image_with(photo, (5, 7), (20, 40, 40, 60), [(40.5, 90.5), (42.5, 84.5)])
+    before = bytes(layer.data)
+
+    gimpfu.call(PROC, image, layer)
+
+    assert not [m for m in gimp.MESSAGES if "error" in m.lower()], gimp.MESSAGES
+    new = image.layers[0]
+    assert new is not layer and new.name.startswith("Drag-Fu: 1 drag")
+    assert bytes(layer.data) == before
+    out, src = layer_array(new), layer_array(layer)
+    inside = np.zeros(src.shape[:2], bool)
+    inside[40 - 7 : 100 - 7, 20 - 5 : 60 - 5] = True
+    assert np.array_equal(out[~inside], src[~inside])
+    assert (out[inside] != src[inside]).any()
 
 
 @pytest.mark.slow

@@ -192,7 +192,7 @@ def test_drag_inserts_new_layer_above_source_and_keeps_everything_else(in_group)
 def test_region_points_without_selection_and_waypoints():
     image, layer = make_image(offsets=(0, 0))
     add_path(image, [(40.5, 50.5), (45.0, 52.0), (48.5, 55.5)])
-    run(image, layer, region=2)  # "A square around the points"
+    run(image, layer, region=2)  # "The area around the points"
     assert gimp.MESSAGES == []
     new = image.layers[image.layers.index(layer) - 1]
     cx, cy = marker_centroid(new, None)

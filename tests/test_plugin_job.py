@@ -81,9 +81,13 @@ class FakeSession:
     """In-process stand-in for session.EngineSession: returns the image with the targets painted."""
 
     seen = []
+    model_size = None  # what load_model answers: the model's (width, height), or None
 
     def __init__(self, config, options, report):
         self.report = report
+
+    def load_model(self, model):
+        return FakeSession.model_size
 
     def run(
         self,
@@ -141,6 +145,31 @@ def test_run_maps_points_into_the_crop_and_composites_inside_the_selection():
     # the bar ended at 1 with monotonic fractions
     fractions = [f for f, _ in host.reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_a_rectangular_model_gets_a_crop_of_its_shape():
+    FakeSession.seen[:] = []
+    FakeSession.model_size = (256, 512)  # StyleGAN-Human: 256 wide, 512 high
+    try:
+        host = MemoryHost(
+            width=200, height=300, offsets=(0, 0),
+            strokes=[(flat((100.5, 135.5), (104.5, 145.5)), False, "s1")],
+            selection=Rect(80, 120, 50, 40),
+        )  # fmt: skip
+        result = job.run(host, job.Options(steps=3), {}, FakeSession)
+    finally:
+        FakeSession.model_size = None
+    crop = result.crop
+    assert (crop.width, crop.height) == (64, 128)  # min side 64, twice as high as wide
+    assert crop.intersect(Rect(80, 120, 50, 40)) == Rect(80, 120, 50, 40)
+    seen = FakeSession.seen[0]
+    assert (seen["width"], seen["height"]) == (64, 128)
+    assert seen["drags"][0].target == (104.5 - crop.x, 145.5 - crop.y)
+    rect, pixels, _, _ = host.inserted
+    assert rect == crop
+    tx, ty = int(104.5 - crop.x), int(145.5 - crop.y)
+    p = (ty * crop.width + tx) * 3
+    assert list(pixels[p : p + 3]) == [255, 0, 255]
 
 
 def test_run_refuses_without_drags_and_never_calls_the_engine():
@@ -220,6 +249,36 @@ def test_through_the_real_protocol_with_the_fake_engine():
     assert result.steps == 4 and host.inserted is not None
     texts = [t for _, t in host.reports]
     assert any("dragging step" in t and "distance" in t for t in texts)
+
+
+def magenta_centroid(host, pixels, rect):
+    """Centroid (layer coordinates, pixel centres) of the marker pixels the fake engine paints."""
+    xs, ys = [], []
+    for j in range(rect.height):
+        for i in range(rect.width):
+            r, g, b = pixels[(j * rect.width + i) * 3 : (j * rect.width + i) * 3 + 3]
+            if r > 200 and g < 80 and b > 200:
+                xs.append(rect.x + i + 0.5)
+                ys.append(rect.y + j + 0.5)
+    assert xs, "no marker in the result"
+    return sum(xs) / len(xs), sum(ys) / len(ys)
+
+
+def test_rectangular_model_through_the_real_protocol():
+    """A fake engine with a 32 wide, 64 high model: the crop takes its shape, and the target
+    comes back where it was drawn, through layer -> crop -> model coordinates and back."""
+    host = MemoryHost(
+        width=120, height=200, offsets=(7, 3),
+        strokes=[(flat((57.5, 103.5), (61.5, 121.5)), False, "s1")],
+        selection=Rect(30, 70, 60, 80),
+    )  # fmt: skip
+    engine = FAKE_ENGINE[:2] + ["--resolution", "64", "--width", "32"]
+    result = run_real_client(host, job.Options(steps=4), {"engine_command": engine})
+    crop = result.crop
+    assert crop.height == 2 * crop.width and crop.height >= 80
+    rect, pixels, _, _ = host.inserted
+    cx, cy = magenta_centroid(host, pixels, rect)
+    assert abs(cx - (61.5 - 7)) <= 1.5 and abs(cy - (121.5 - 3)) <= 1.5
 
 
 def test_engine_error_keeps_code_message_and_hint():

@@ -39,7 +39,7 @@ PATH_CHOICES = [(job.PATHS_SELECTED, "Selected paths"), (job.PATHS_VISIBLE, "All
 REGION_CHOICES = [
     (geometry.REGION_AUTO, "Selection bounds, else the whole layer"),
     (geometry.REGION_SELECTION, "Selection bounds"),
-    (geometry.REGION_POINTS, "A square around the points"),
+    (geometry.REGION_POINTS, "The area around the points"),
     (geometry.REGION_LAYER, "The whole layer"),
 ]
 

@@ -44,7 +44,7 @@ REGION_MODES = [geometry.REGION_AUTO, geometry.REGION_SELECTION, geometry.REGION
 REGION_LABELS = [
     "Selection bounds, else the whole layer",
     "Selection bounds",
-    "A square around the points",
+    "The area around the points",
     "The whole layer",
 ]
 

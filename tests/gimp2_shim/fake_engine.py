@@ -1,8 +1,9 @@
 """A fake engine process for plug-in tests: the real protocol server over a fake backend.
 
-`python fake_engine.py [--resolution R] [--fail-load]` speaks the real stdio protocol
+`python fake_engine.py [--resolution R] [--width W] [--fail-load]` speaks the real stdio protocol
 (dragfu.protocol.server) but computes nothing: the "projection" of an image is the image itself
-resized to R x R, and a "drag" returns that image with a 3x3 marker painted at every target (in
+resized to the model's W x R (W = R unless given: `--width` makes a rectangular model, as
+StyleGAN-Human's R high, R/2 wide), and a "drag" returns that image with a 3x3 marker painted at every target (in
 model coordinates; the server scales to and from the client's crop), in MARK_COLOR. So a test can
 check where the plug-in put the targets, through every coordinate change, in milliseconds.
 """
@@ -30,8 +31,9 @@ class Progress:
 
 
 class FakeBackend:
-    def __init__(self, resolution, fail_load=False, step_delay=0.0):
+    def __init__(self, resolution, fail_load=False, step_delay=0.0, width=None):
         self.res = resolution
+        self.width = width or resolution
         self.fail_load = fail_load
         self.step_delay = step_delay
 
@@ -43,18 +45,18 @@ class FakeBackend:
             raise UnknownModelError(f"no model named {name!r}", hint="see `dragfu models list`")
         return {"name": name}
 
-    def resolution(self, G):
-        return self.res
+    def image_size(self, G):
+        return self.width, self.res
 
     def seed_ws(self, G, seed, psi):
-        return np.zeros((self.res, self.res, 3), np.uint8)
+        return np.zeros((self.res, self.width, 3), np.uint8)
 
     def render(self, G, ws):
         return ws
 
     def project(self, G, image, weight_mask, settings, callback, cancel, cache=True):
-        # Like the real projection: the crop is resampled to the model's resolution.
-        model_image = np.asarray(Image.fromarray(np.asarray(image, np.uint8)[:, :, :3]).resize((self.res, self.res), Image.BILINEAR))
+        # Like the real projection: the crop is resampled to the model's image size.
+        model_image = np.asarray(Image.fromarray(np.asarray(image, np.uint8)[:, :, :3]).resize((self.width, self.res), Image.BILINEAR))
         for step in range(1, 4):
             callback(Progress(step, 3, []))
         return ProjectOutcome(G, model_image.copy(), model_image.copy(), {"psnr": 99.0})
@@ -81,11 +83,12 @@ class FakeBackend:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--fail-load", action="store_true")
     parser.add_argument("--step-delay", type=float, default=0.0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    return run_server(FakeBackend(args.resolution, args.fail_load, args.step_delay), idle_timeout=60)
+    return run_server(FakeBackend(args.resolution, args.fail_load, args.step_delay, args.width), idle_timeout=60)
 
 
 if __name__ == "__main__":

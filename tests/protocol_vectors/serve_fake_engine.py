@@ -24,7 +24,12 @@ from dragfu.protocol.server import DragOutcome, ProjectOutcome
 @dataclass
 class FakeG:
     name: str
-    img_resolution: int
+    img_resolution: int  # the height, as in a real generator
+    img_width: int
+
+    @property
+    def img_height(self) -> int:
+        return self.img_resolution
 
 
 @dataclass
@@ -48,9 +53,14 @@ class FakeBackend:
     """Handles move 1 model pixel per step towards their targets; images encode the step count."""
 
     def __init__(
-        self, resolution: int = 16, step_seconds: float = 0.0, noisy: bool = False
+        self,
+        resolution: int = 16,
+        step_seconds: float = 0.0,
+        noisy: bool = False,
+        width: int | None = None,  # a rectangular model: `width` x `resolution` images
     ) -> None:
         self.model_resolution = resolution
+        self.model_width = width or resolution
         self.step_seconds = step_seconds
         self.noisy = noisy
         self.calls: list[tuple[str, dict]] = []
@@ -77,10 +87,10 @@ class FakeBackend:
             raise CheckpointError(f"model file {name}.safetensors is truncated")
         if name == "huge":
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return FakeG(name, self.model_resolution)
+        return FakeG(name, self.model_resolution, self.model_width)
 
-    def resolution(self, G: FakeG) -> int:
-        return G.img_resolution
+    def image_size(self, G: FakeG) -> tuple[int, int]:
+        return G.img_width, G.img_height
 
     def seed_ws(self, G: FakeG, seed: int, psi: float) -> np.ndarray:
         return np.full((1, 2, 4), float(seed) * psi, dtype=np.float32)
@@ -105,8 +115,7 @@ class FakeBackend:
                 raise CancelledError("projection cancelled")
             time.sleep(self.step_seconds)
             callback(ProjectProgress("w", step, total, 1.0 / step))
-        R = G.img_resolution
-        reconstruction = np.zeros((R, R, 3), dtype=np.uint8)
+        reconstruction = np.zeros((G.img_height, G.img_width, 3), dtype=np.uint8)
         reconstruction[..., 0] = 200
         return ProjectOutcome(
             G,
@@ -154,7 +163,7 @@ class FakeBackend:
         self.drag_started.set()
         points = [np.array(p, dtype=float) for p in handles]
         goals = [np.array(t, dtype=float) for t in targets]
-        R = G.img_resolution
+        shape = (G.img_height, G.img_width, 3)
         step = 0
         for step in range(max_steps + 1):
             if cancel.is_set():
@@ -162,7 +171,7 @@ class FakeBackend:
             distances = [float(np.linalg.norm(g - p)) for p, g in zip(points, goals, strict=True)]
             preview = None
             if preview_every and step % preview_every == 0:
-                preview = np.full((R, R, 3), step % 256, dtype=np.uint8)
+                preview = np.full(shape, step % 256, dtype=np.uint8)
             callback(Progress(step, max_steps, [tuple(p) for p in points], distances, preview))
             if max(distances) <= 0.5 or step == max_steps:
                 break
@@ -172,7 +181,7 @@ class FakeBackend:
                 d = g - p
                 n = np.linalg.norm(d)
                 points[i] = g if n <= 1 else p + d / n
-        image = np.zeros((R, R, 3), dtype=np.uint8)
+        image = np.zeros(shape, dtype=np.uint8)
         image[..., 1] = min(step, 255)
         return DragOutcome(
             image,
@@ -193,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--step-seconds", type=float, default=0.0)
     parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--width", type=int, default=None, help="rectangular: WIDTH x RESOLUTION")
     parser.add_argument("--noisy", action="store_true")
     parser.add_argument("--idle-timeout", type=float, default=0.0)
     parser.add_argument("--max-payload-bytes", type=int, default=1 << 20)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-    backend = FakeBackend(args.resolution, step_seconds=args.step_seconds, noisy=args.noisy)
+    backend = FakeBackend(
+        args.resolution, step_seconds=args.step_seconds, noisy=args.noisy, width=args.width
+    )
     return run_server(
         backend, idle_timeout=args.idle_timeout, max_payload_bytes=args.max_payload_bytes
     )

@@ -12,9 +12,11 @@ Sections (the DragGAN paper's set-ups, Pan et al. 2023, Tables 1 and 2):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +36,18 @@ SECTIONS = ("manipulation", "paired", "fidelity", "speed")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="toy")
     parser.add_argument("--pairs", type=int, default=100, help="sample pairs per section")
+    parser.add_argument(
+        "--first-pair",
+        type=int,
+        default=0,
+        help="start at this pair (split a run across processes)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="merge the manipulation edits of these result files (runs over other pairs) instead of running",
+    )
     parser.add_argument(
         "--points", default="1,5,9", help="point counts for the manipulation set-up"
     )
@@ -81,15 +95,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def one_point_landmark(seed: int, pair: int) -> str:
+    """The landmark of a pair's 1-point drag: drawn per pair, so that any range of pairs
+    (`--first-pair`) draws the same landmarks as the full run."""
+    return LANDMARK_NAMES[np.random.RandomState([seed, pair]).randint(len(LANDMARK_NAMES))]
+
+
 def manipulation(G, args, methods, counts) -> dict:
-    rng = np.random.RandomState(args.seed)
-    rows = {
-        f"{n}pt": {m: {"md": [], "seconds": [], "steps": [], "lost": 0} for m in methods}
-        for n in counts
-    }
-    nothing = {f"{n}pt": [] for n in counts}
-    skipped = 0
-    for pair in range(args.pairs):
+    edits, skipped = [], 0
+    for pair in range(args.first_pair, args.first_pair + args.pairs):
         seed_a, seed_b = 10_000 + 2 * pair, 10_001 + 2 * pair
         ws_a = ws_from_seed(G, seed_a, args.psi)
         with torch.no_grad():
@@ -97,7 +111,7 @@ def manipulation(G, args, methods, counts) -> dict:
             image_b = to_uint8(G.synthesis(ws_from_seed(G, seed_b, args.psi)))
         for n in counts:
             names = (
-                [LANDMARK_NAMES[rng.randint(len(LANDMARK_NAMES))]]
+                [one_point_landmark(args.seed, pair)]
                 if n == 1
                 else (FIVE if n == 5 else LANDMARK_NAMES)
             )
@@ -107,7 +121,6 @@ def manipulation(G, args, methods, counts) -> dict:
                 continue
             if mean_distance(handles, targets) < 1.0:
                 continue
-            nothing[f"{n}pt"].append(mean_distance(handles, targets))
             for method in methods:
                 result = drag(
                     G,
@@ -118,32 +131,50 @@ def manipulation(G, args, methods, counts) -> dict:
                     max_steps=args.max_steps,
                     feature_resolution=args.feature_resolution,
                 )
-                row = rows[f"{n}pt"][method]
                 found = landmarks_of(result.image, names)
-                if found is None:
-                    row["lost"] += 1
-                else:
-                    row["md"].append(mean_distance(found, targets))
-                row["seconds"].append(result.seconds)
-                row["steps"].append(result.steps)
-        log(f"manipulation: pair {pair + 1}/{args.pairs}")
-    table = {}
-    for key, per_method in rows.items():
-        table[key] = {"md_nothing": summarise(nothing[key])}
-        for method, row in per_method.items():
-            table[key][method] = {
-                "md": summarise(row["md"]),
-                "landmarks_lost": row["lost"],
-                "seconds_per_edit": summarise(row["seconds"]),
-                "steps": summarise(row["steps"]),
+                edits.append(
+                    {
+                        "pair": pair,
+                        "points": n,
+                        "landmarks": names[0] if n == 1 else "",
+                        "method": method,
+                        "md_nothing": round(mean_distance(handles, targets), 4),
+                        "md": None if found is None else round(mean_distance(found, targets), 4),
+                        "md_tracked": round(mean_distance(np.array(result.points), targets), 4),
+                        "seconds": round(result.seconds, 3),
+                        "steps": result.steps,
+                    }
+                )
+        log(f"manipulation: pair {pair + 1 - args.first_pair}/{args.pairs}")
+    return {"rows": summarise_manipulation(edits), "pairs_skipped_undetected": skipped,
+            "edits": edits}  # fmt: skip
+
+
+def summarise_manipulation(edits: list[dict]) -> dict:
+    """Per point count: MD of doing nothing, and per method MD / lost / seconds / steps."""
+    table: dict = {}
+    for n in sorted({e["points"] for e in edits}):
+        mine = [e for e in edits if e["points"] == n]
+        first_method = mine[0]["method"]
+        row = {
+            "md_nothing": summarise([e["md_nothing"] for e in mine if e["method"] == first_method])
+        }
+        for method in dict.fromkeys(e["method"] for e in mine):
+            done = [e for e in mine if e["method"] == method]
+            row[method] = {
+                "md": summarise([e["md"] for e in done if e["md"] is not None]),
+                "md_tracked": summarise([e["md_tracked"] for e in done]),
+                "landmarks_lost": sum(e["md"] is None for e in done),
+                "seconds_per_edit": summarise([e["seconds"] for e in done]),
+                "steps": summarise([e["steps"] for e in done]),
             }
-    return {"rows": table, "pairs_skipped_undetected": skipped}
+        table[f"{n}pt"] = row
+    return table
 
 
 def paired_reconstruction(G, args, methods) -> dict:
-    scores = {m: {"psnr": [], "ssim": [], "md": []} for m in methods}
-    baseline = {"psnr": [], "ssim": []}
-    for pair in range(args.pairs):
+    edits = []
+    for pair in range(args.first_pair, args.first_pair + args.pairs):
         w1 = ws_from_seed(G, 20_000 + pair, args.psi)
         other = ws_from_seed(G, 30_000 + pair, args.psi)
         w2 = w1.clone()
@@ -159,8 +190,8 @@ def paired_reconstruction(G, args, methods) -> dict:
         moved = np.linalg.norm(handles - targets, axis=1) >= 1.0
         if not moved.any():
             continue
-        baseline["psnr"].append(psnr(image1, image2))
-        baseline["ssim"].append(ssim(image1, image2))
+        edits.append({"pair": pair, "method": "doing_nothing", "psnr": psnr(image1, image2),
+                      "ssim": ssim(image1, image2)})  # fmt: skip
         for method in methods:
             result = drag(
                 G,
@@ -170,13 +201,23 @@ def paired_reconstruction(G, args, methods) -> dict:
                 method=method,
                 max_steps=args.max_steps,
             )
-            scores[method]["psnr"].append(psnr(result.image, image2))
-            scores[method]["ssim"].append(ssim(result.image, image2))
-        log(f"paired: {pair + 1}/{args.pairs}")
-    out = {"doing_nothing": {k: summarise(v) for k, v in baseline.items()}}
-    for method, values in scores.items():
-        out[method] = {k: summarise(v) for k, v in values.items() if v}
-    return out
+            edits.append({"pair": pair, "method": method, "psnr": psnr(result.image, image2),
+                          "ssim": ssim(result.image, image2), "steps": result.steps})  # fmt: skip
+        log(f"paired: {pair + 1 - args.first_pair}/{args.pairs}")
+    return {**summarise_paired(edits), "edits": edits}
+
+
+def summarise_paired(edits: list[dict]) -> dict:
+    """Per method (and for doing nothing): PSNR and SSIM against G(w2)."""
+    nothing = {e["pair"]: e for e in edits if e["method"] == "doing_nothing"}  # once per pair
+    edits = [e for e in edits if e["method"] != "doing_nothing"] + list(nothing.values())
+    return {
+        method: {
+            key: summarise([e[key] for e in edits if e["method"] == method])
+            for key in ("psnr", "ssim")
+        }
+        for method in dict.fromkeys(e["method"] for e in edits)
+    }
 
 
 def movable_box(handle: np.ndarray, target: np.ndarray, size: int, margin: int = 14) -> np.ndarray:
@@ -260,7 +301,38 @@ def speed(G_toy, args, methods, device) -> dict:
     return out
 
 
+def merge(paths: list[str]) -> dict:
+    """One result from the per-edit rows of several runs (e.g. split by --first-pair)."""
+    parts = [json.loads(Path(path).read_text()) for path in paths]
+    out: dict = {
+        "merged_from": [
+            {
+                "file": Path(path).name,
+                "pairs": part["pairs"],
+                "first_pair": part.get("first_pair", 0),
+                "machine": part.get("machine"),
+            }
+            for path, part in zip(paths, parts, strict=True)
+        ],  # fmt: skip
+        "pairs": sum(part["pairs"] for part in parts),
+    }
+    manipulated = [part["manipulation"] for part in parts if "manipulation" in part]
+    if manipulated:
+        edits = [edit for section in manipulated for edit in section["edits"]]
+        out["manipulation"] = {
+            "rows": summarise_manipulation(edits),
+            "pairs_skipped_undetected": sum(s["pairs_skipped_undetected"] for s in manipulated),
+            "edits": edits,
+        }
+    paired = [edit for part in parts for edit in part.get("paired", {}).get("edits", [])]
+    if paired:
+        out["paired"] = {**summarise_paired(paired), "edits": paired}
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
+    if args.merge:
+        return merge(args.merge)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
@@ -273,6 +345,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": args.model,
         "device": str(device),
         "pairs": args.pairs,
+        "first_pair": args.first_pair,
         "max_steps": args.max_steps,
     }
     if "manipulation" in sections:

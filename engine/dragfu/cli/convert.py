@@ -10,7 +10,10 @@ from dragfu.models import convert_checkpoint
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert an NVIDIA .pkl to .safetensors + .json")
-    parser.add_argument("source", help="NVIDIA StyleGAN2 network pickle (.pkl)")
+    parser.add_argument(
+        "source",
+        help="NVIDIA StyleGAN2 network pickle (.pkl: PyTorch or TensorFlow-era) or rosinality .pt",
+    )
     parser.add_argument(
         "destination", help="output .safetensors (a .json config is written beside it)"
     )

@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     say(f"device: {describe_device(device)}")
     G = load_generator(args.model, device)
     photo, marks = demo_photo()
-    if photo.shape[0] != G.img_resolution:
-        photo = np.asarray(Image.fromarray(photo).resize((G.img_resolution,) * 2, Image.LANCZOS))
+    size = (int(G.img_width), int(G.img_height))  # another model's image size: W x H
+    sx, sy = size[0] / photo.shape[1], size[1] / photo.shape[0]
+    if (sx, sy) != (1.0, 1.0):  # resized (stretched, for a rectangular model), landmarks too
+        photo = np.array(Image.fromarray(photo).resize(size, Image.LANCZOS))
+        marks = {name: (x * sx, y * sy) for name, (x, y) in marks.items()}
     Image.fromarray(photo).save(out_dir / "before.png")
 
     started = time.perf_counter()
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     handles = [marks[name] for name in WIDEN_MOUTH]
     targets = [
-        (x + dx, y + dy) for (x, y), (dx, dy) in zip(handles, WIDEN_MOUTH.values(), strict=True)
+        (x + dx * sx, y + dy * sy)
+        for (x, y), (dx, dy) in zip(handles, WIDEN_MOUTH.values(), strict=True)
     ]
     frames: list[Image.Image] = []
 
@@ -142,9 +146,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def measure(image: np.ndarray, names: list[str], targets) -> float | None:
-    """Mean distance of the detected landmarks to the targets (None if not detected)."""
+    """Mean distance of the detected landmarks to the targets (None if not detected, or when the
+    image is not square: the toy detector reads square toy-world images only)."""
     from dragfu.toy.detector import detect
 
+    if image.shape[0] != image.shape[1]:
+        return None
     found = detect(image)
     if any(name not in found.points for name in names):
         return None
@@ -156,16 +163,16 @@ def measure(image: np.ndarray, names: list[str], targets) -> float | None:
 
 def before_after_sheet(photo, projected, result, handles, targets, scale: int = 3) -> Image.Image:
     """before | projection | after (with the drags drawn), enlarged, labelled."""
-    size = photo.shape[0] * scale
+    width, height = photo.shape[1] * scale, photo.shape[0] * scale
     panels = [
         ("photo", Image.fromarray(photo)),
         ("projection", Image.fromarray(projected)),
         ("before (drags)", annotate(projected, handles, targets)),
         ("after", Image.fromarray(result)),
     ]
-    sheet = Image.new("RGB", (size * len(panels), size + 18), (255, 255, 255))
+    sheet = Image.new("RGB", (width * len(panels), height + 18), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for index, (label, panel) in enumerate(panels):
-        sheet.paste(panel.resize((size, size), Image.NEAREST), (index * size, 18))
-        draw.text((index * size + 4, 3), label, fill=(0, 0, 0))
+        sheet.paste(panel.resize((width, height), Image.NEAREST), (index * width, 18))
+        draw.text((index * width + 4, 3), label, fill=(0, 0, 0))
     return sheet

@@ -123,14 +123,14 @@ def run(args: argparse.Namespace) -> int:
     gif = output_path(args.gif, "--gif") if args.gif else None
     device = choose_device(args.device)
     G = load_generator(args.model, device)
-    size = G.img_resolution
+    size = (int(G.img_width), int(G.img_height))  # (W, H): R x R, or R/2 x R (StyleGAN-Human)
 
     if args.image:
         edit = ImageEdit.open(args.image, G, quiet=args.quiet or args.json)
         out_size = edit.size
     else:
-        edit, out_size = None, (size, size)
-    scale = (size / out_size[0], size / out_size[1])
+        edit, out_size = None, size
+    scale = (size[0] / out_size[0], size[1] / out_size[1])
 
     def to_model(points):
         return [(x * scale[0], y * scale[1]) for x, y in points]
@@ -145,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{what} {index + 1} at ({x:g}, {y:g}) is outside the {out_size[0]}x{out_size[1]} image"
                 )
     mask = load_mask(args.mask, out_size) if args.mask else None
-    if mask is not None and out_size != (size, size):
-        mask = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    if mask is not None and out_size != size:
+        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
 
     if edit is not None:
         generator, ws = edit.generator, edit.ws
@@ -216,7 +216,7 @@ def annotate(image: np.ndarray, points, targets) -> Image.Image:
     """Draw handles (red) and targets (blue) on a frame."""
     frame = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(frame)
-    radius = max(1.5, image.shape[0] / 128)
+    radius = max(1.5, max(image.shape[:2]) / 128)
     for (x, y), (tx, ty) in zip(points, targets, strict=False):
         draw.line([(x, y), (tx, ty)], fill=(255, 255, 255), width=1)
         draw.ellipse([tx - radius, ty - radius, tx + radius, ty + radius], fill=(40, 90, 255))

@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
             out=str(out),
             preview=str(preview) if preview else None,
             model=str(args.model),
-            resolution=int(G.img_resolution),
+            resolution=int(G.img_resolution),  # the model's image height (and width if square)
+            model_size=[int(G.img_width), int(G.img_height)],  # [W, H] of the model's images
             wall_seconds=round(time.perf_counter() - started, 3),
         )
         print_json(document)

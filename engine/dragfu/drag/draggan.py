@@ -5,9 +5,10 @@ features, so that the generator moves the content by that step; point tracking t
 each handle went by nearest-neighbour search of its feature template.
 
 Points are image coordinates (x, y) in pixels of the generator's output, continuous, pixel (i, j)
-centred at (i + 0.5, j + 0.5). Feature maps have their own resolution R; they are sampled
+centred at (i + 0.5, j + 0.5). Feature maps have their own resolution; they are sampled
 bilinearly at image coordinates, which `grid_sample(align_corners=False)` does exactly when
-u = 2 x / S - 1 for an image of size S.
+u = 2 x / W - 1, v = 2 y / H - 1 for an image W wide and H high. `image_size` is S for a square
+S x S image or (W, H) for a rectangular one (StyleGAN-Human).
 """
 
 from __future__ import annotations
@@ -15,10 +16,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+ImageSize = int | tuple[int, int]
 
-def sample_features(features: torch.Tensor, points: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Bilinear samples of `features` [1, C, R, R] at image points [..., 2] -> [..., C]."""
-    grid = points * (2.0 / image_size) - 1.0
+
+def width_height(image_size: ImageSize) -> tuple[int, int]:
+    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+
+def clamp_to_image(points: torch.Tensor, image_size: ImageSize) -> torch.Tensor:
+    width, height = width_height(image_size)
+    return torch.stack(
+        [points[..., 0].clamp(0.0, float(width)), points[..., 1].clamp(0.0, float(height))], -1
+    )
+
+
+def sample_features(
+    features: torch.Tensor, points: torch.Tensor, image_size: ImageSize
+) -> torch.Tensor:
+    """Bilinear samples of `features` [1, C, h, w] at image points [..., 2] -> [..., C]."""
+    width, height = width_height(image_size)
+    scale = torch.tensor([2.0 / width, 2.0 / height], device=points.device, dtype=points.dtype)
+    grid = points * scale - 1.0
     flat = grid.reshape(1, 1, -1, 2).to(features.dtype)
     sampled = F.grid_sample(
         features, flat, mode="bilinear", padding_mode="border", align_corners=False
@@ -60,7 +78,7 @@ def motion_supervision(
     directions: torch.Tensor,  # [K, 2] step for each handle (zero rows: handle already done)
     active: torch.Tensor,  # [K] bool: handles still farther than the stop distance
     radius: float,
-    image_size: int,
+    image_size: ImageSize,
 ) -> torch.Tensor:
     """sum_i mean_{q in disk(p_i, r1)} | F(q).detach() - F(q + d_i) |_1"""
     if not bool(active.any()):
@@ -87,7 +105,7 @@ def track_points(
     templates: torch.Tensor,  # [K, C]: each handle's feature f_i
     handles: torch.Tensor,  # [K, 2]
     radius: float,
-    image_size: int,
+    image_size: ImageSize,
     subpixel: bool = False,
 ) -> torch.Tensor:
     """New handle positions: the nearest neighbour (L1) of f_i in the square of radius r2.
@@ -98,8 +116,7 @@ def track_points(
     """
     square = square_offsets(radius, handles.device)  # [S, 2]
     side = 2 * int(radius) + 1
-    candidates = handles[:, None, :] + square[None]  # [K, S, 2]
-    candidates = candidates.clamp(0.0, float(image_size))
+    candidates = clamp_to_image(handles[:, None, :] + square[None], image_size)  # [K, S, 2]
     sampled = sample_features(features, candidates, image_size)  # [K, S, C]
     distance = (sampled - templates[:, None, :].to(sampled.dtype)).abs().sum(dim=-1)  # [K, S]
     best = distance.argmin(dim=-1)  # [K]
@@ -115,7 +132,7 @@ def track_points(
             refined[k, 0] += parabola_vertex(grid[k, r, c - 1], grid[k, r, c], grid[k, r, c + 1])
         if 0 < r < side - 1:
             refined[k, 1] += parabola_vertex(grid[k, r - 1, c], grid[k, r, c], grid[k, r + 1, c])
-    return refined.clamp(0.0, float(image_size))
+    return clamp_to_image(refined, image_size)
 
 
 def parabola_vertex(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> float:

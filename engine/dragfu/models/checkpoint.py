@@ -1,11 +1,18 @@
 """Loading and saving generators.
 
-Two formats:
+Formats read:
 - NVIDIA's StyleGAN2 network pickles (`.pkl`), read by the restricted unpickler in
   `nvidia_pickle` (nothing in the file is executed); `G_ema` is taken.
+- NVIDIA's TensorFlow-era StyleGAN2 pickles (`stylegan2-*-config-f.pkl`), recognised by their
+  `dnnlib.tflib.network.Network` objects and read by `tf_pickle` (same guarantees); Gs is taken.
+- rosinality's stylegan2-pytorch `.pt` checkpoints (`rosinality`).
 - Ours: `NAME.safetensors` holding NVIDIA's state-dict keys, with the config (NVIDIA's
   `init_kwargs` names) both in the file's metadata and in a sidecar `NAME.json`, so that a file
   maps back to NVIDIA's classes one to one.
+
+Rectangular generators (StyleGAN-Human, H x H/2) carry its `square=False` key in the config. The
+published `stylegan_human_v2_512.pkl` does not (DragGAN adds `square=False` by the file's name),
+so a config without `square` whose 4x4 constant is [C, 4, 2] is read as `square=False`.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ from dragfu.errors import CheckpointError, UnknownModelError
 from dragfu.models.nvidia_pickle import read_generator
 from dragfu.models.rosinality import read_rosinality
 from dragfu.models.stylegan2 import Generator
+from dragfu.models.tf_pickle import is_tf_pickle, read_tf_generator
 
 CONFIG_METADATA_KEY = "dragfu_config"
 CONFIG_KEYS = {
     "z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs",
-    "synthesis_kwargs", "channel_base", "channel_max", "num_fp16_res", "conv_clamp",
+    "synthesis_kwargs", "channel_base", "channel_max", "num_fp16_res", "conv_clamp", "square",
 }  # fmt: skip
 # NVIDIA's kwargs that change nothing at inference for a StyleGAN2 'skip' generator.
 IGNORED_KEYS = {"architecture", "resample_filter", "use_noise", "fp16_channels_last", "fused_modconv_default"}  # fmt: skip
@@ -53,8 +61,20 @@ def generator_from_config(config: dict[str, Any], where: str) -> Generator:
         raise CheckpointError(f"{where}: invalid generator config ({error})") from None
 
 
+def with_square_from_weights(config: dict, state_dict: dict[str, torch.Tensor]) -> dict:
+    """The config, with `square=False` added when it says nothing and the constant is [C, 4, 2]."""
+    synthesis = config.get("synthesis_kwargs")
+    said = "square" in config or (isinstance(synthesis, dict) and "square" in synthesis)
+    const = state_dict.get("synthesis.b4.const")
+    if said or const is None:
+        return config
+    if const.ndim == 3 and tuple(const.shape[1:]) == (4, 2):
+        return {**config, "square": False}
+    return config
+
+
 def build_generator(config: dict, state_dict: dict[str, torch.Tensor], where: str) -> Generator:
-    G = generator_from_config(config, where)
+    G = generator_from_config(with_square_from_weights(config, state_dict), where)
     expected = G.state_dict()
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
@@ -108,6 +128,9 @@ def load_pickle_generator(path: Path) -> Generator:
         data = path.read_bytes()
     except OSError as error:
         raise CheckpointError(f"{path}: cannot read ({error.strerror})") from None
+    if is_tf_pickle(data):
+        config, state_dict = read_tf_generator(str(path), data)
+        return build_generator(config, state_dict, str(path))
     network = read_generator(str(path), data)
     return build_generator(network.init_kwargs, network.state_dict, str(path))
 
@@ -133,8 +156,8 @@ def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
 def load_generator(
     path_or_name: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> Generator:
-    """Load a generator from an NVIDIA `.pkl`, our `.safetensors`, a rosinality `.pt`, or a
-    registry model name."""
+    """Load a generator from an NVIDIA `.pkl` (PyTorch or TensorFlow-era), our `.safetensors`, a
+    rosinality `.pt`, or a registry model name."""
     path = resolve_model_path(path_or_name)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a model file")
@@ -168,5 +191,6 @@ def save_generator(G: Generator, path: str | os.PathLike) -> Path:
 
 
 def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """NVIDIA `.pkl` (or ours) -> our safetensors + JSON."""
+    """NVIDIA `.pkl` (PyTorch or TensorFlow-era), rosinality `.pt` (or ours) -> our safetensors +
+    JSON."""
     return save_generator(load_generator(Path(source)), destination)

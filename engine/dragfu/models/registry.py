@@ -55,6 +55,11 @@ class ModelInfo:
     `filename` is the file the engine loads from the models folder (our safetensors conversion for
     generators); `source_names` are names the published file goes by (a DragGAN `checkpoints/`
     folder renames some), so a folder of existing downloads is recognised as is.
+
+    `source_format` is the format of the published file: "nvidia-pkl" (NVIDIA's PyTorch network
+    pickle, `models.nvidia_pickle`), "nvidia-tf-pkl" (NVIDIA's TensorFlow-era StyleGAN2 pickle,
+    `models.tf_pickle`), "dragfu-safetensors" (ours), "torchscript"; None where not stated (a
+    model added by URL: the loader tells the format from the file itself).
     """
 
     name: str
@@ -71,6 +76,7 @@ class ModelInfo:
     noncommercial: bool = True  # download needs explicit acceptance (--accept-license)
     source_names: tuple[str, ...] = ()
     draggan: bool = False  # offered by DragGAN
+    source_format: str | None = None  # see the docstring
 
     @property
     def source_filename(self) -> str | None:
@@ -110,7 +116,16 @@ class ModelInfo:
         return data
 
 
-def _nvidia(name, title, resolution, url, notes="", draggan=False, license_url=NVIDIA_NC_URL):
+def _nvidia(
+    name,
+    title,
+    resolution,
+    url,
+    notes="",
+    draggan=False,
+    license_url=NVIDIA_NC_URL,
+    source_format="nvidia-pkl",
+):
     return ModelInfo(
         name=name,
         title=title,
@@ -122,6 +137,7 @@ def _nvidia(name, title, resolution, url, notes="", draggan=False, license_url=N
         notes=notes,
         license_url=license_url,
         draggan=draggan,
+        source_format=source_format,
     )
 
 
@@ -138,12 +154,13 @@ def _self_distilled(name, title, resolution, stem):
         license_url=SELF_DISTILLED_URL,
         source_names=(f"{stem}_pytorch.pkl", f"stylegan2_{stem}_pytorch.pkl"),
         draggan=True,
+        source_format="nvidia-pkl",
     )
 
 
 _TF_NOTE = (
-    "TensorFlow-era StyleGAN2 pickle (config-f): needs the TF-pickle converter; "
-    "if conversion is not supported the .pkl is kept as downloaded."
+    "TensorFlow-era StyleGAN2 pickle (config-f): read without TensorFlow (nothing in it is "
+    "executed) and converted to safetensors on download."
 )
 
 _ENTRIES = [
@@ -158,6 +175,7 @@ _ENTRIES = [
         embedded=True,
         notes="Ships inside the engine; nothing to download.",
         noncommercial=False,
+        source_format="dragfu-safetensors",
     ),
     # --- DragGAN's list (scripts/download_model.sh and its README) ---
     _nvidia(
@@ -182,6 +200,7 @@ _ENTRIES = [
         notes=_TF_NOTE + " The network outputs 512x512; the picture is the middle 384 rows.",
         draggan=True,
         license_url=NVIDIA_TF_NC_URL,
+        source_format="nvidia-tf-pkl",
     ),
     _nvidia(
         "lsun-cat",
@@ -191,6 +210,7 @@ _ENTRIES = [
         notes=_TF_NOTE,
         draggan=True,
         license_url=NVIDIA_TF_NC_URL,
+        source_format="nvidia-tf-pkl",
     ),
     _self_distilled("lions-512", "Lions 512 (Self-Distilled StyleGAN)", (512, 512), "lions_512"),
     _self_distilled("dogs-1024", "Dogs 1024 (Self-Distilled StyleGAN)", (1024, 1024), "dogs_1024"),
@@ -214,6 +234,7 @@ _ENTRIES = [
         license_url="https://github.com/stylegan-human/StyleGAN-Human",
         source_names=("stylegan_human_v2_512.pkl",),
         draggan=True,
+        source_format="nvidia-pkl",
     ),
     # --- NVIDIA's other StyleGAN2 releases (stylegan3 repository: NGC catalogue) ---
     _nvidia("ffhq-1024", "FFHQ faces 1024", (1024, 1024), NGC + "stylegan2-ffhq-1024x1024.pkl"),
@@ -304,6 +325,7 @@ _ENTRIES = [
         kind="lpips",
         notes="Used by projection when present (also DRAGFU_LPIPS=path); not converted.",
         license_url=NVIDIA_NC_URL,
+        source_format="torchscript",
     ),
 ]
 

@@ -4,6 +4,11 @@ Its state dict has exactly the keys, shapes and numerics of NVIDIA's `Generator`
 (stylegan2-ada-pytorch `training/networks.py`, stylegan3 `training/networks_stylegan2.py`) for the
 same `init_kwargs`, so their checkpoints load here and ours load there.
 
+Rectangular generators as StyleGAN-Human trains them (its stylegan2-ada-pytorch fork): the extra
+option `square=False` makes every block R high and R/2 wide (the 4x4 constant becomes [C, 4, 2],
+each noise input [R, R/2]), so the image is img_resolution x img_resolution/2 (H x W). No other
+tensor changes shape; `square` (default True) keeps NVIDIA's square generator.
+
 Reading order: equalised-lr dense layer -> mapping network (z -> w) -> modulated convolution
 -> synthesis layer / to-RGB layer -> synthesis block -> synthesis network -> generator.
 """
@@ -151,6 +156,11 @@ def _conv(x, w, up: bool, resample_filter, groups: int):
     return nn.functional.conv2d(x, w, padding=w.shape[-1] // 2, groups=groups)
 
 
+def block_size(resolution: int, square: bool = True) -> tuple[int, int]:
+    """(H, W) of a block's feature maps: R x R, or R x R/2 for a rectangular generator."""
+    return (resolution, resolution) if square else (resolution, resolution // 2)
+
+
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x up), per-pixel noise, bias, lrelu, clamp."""
 
@@ -163,9 +173,11 @@ class SynthesisLayer(nn.Module):
         up: bool = False,
         conv_clamp: float | None = None,
         kernel_size: int = 3,
+        square: bool = True,
     ):
         super().__init__()
         self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
+        self.size = block_size(resolution, square)  # (H, W) of the output
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(
             torch.randn([out_channels, in_channels, kernel_size, kernel_size])
@@ -173,7 +185,7 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer("resample_filter", fir_filter())
-        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.register_buffer("noise_const", torch.randn(list(self.size)))
 
     def forward(
         self,
@@ -186,7 +198,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if noise_mode == "random":
-            size = (x.shape[0], 1, self.resolution, self.resolution)
+            size = (x.shape[0], 1, *self.size)
             noise = torch.randn(size, device=x.device, generator=generator) * self.noise_strength
         elif noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -225,18 +237,21 @@ class SynthesisBlock(nn.Module):
         resolution: int,
         img_channels: int,
         conv_clamp: float | None = None,
+        square: bool = True,
     ):
         super().__init__()
         self.in_channels, self.resolution = in_channels, resolution
+        self.size = block_size(resolution, square)  # (H, W)
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = nn.Parameter(torch.randn([out_channels, *self.size]))  # [C, H, W]
         self.register_buffer("resample_filter", fir_filter())
         if in_channels != 0:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=conv_clamp
-            )
+                in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=conv_clamp,
+                square=square,
+            )  # fmt: skip
         self.conv1 = SynthesisLayer(
-            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp
+            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp, square=square
         )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
@@ -268,7 +283,8 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """W+ -> image: blocks from 4x4 up to img_resolution, RGB accumulated through skips."""
+    """W+ -> image: blocks from 4x4 (4x2 if not `square`) up to img_resolution, RGB accumulated
+    through skips."""
 
     def __init__(
         self,
@@ -279,13 +295,18 @@ class SynthesisNetwork(nn.Module):
         channel_max: int = 512,
         num_fp16_res: int = 0,
         conv_clamp: float | None = None,
+        square: bool = True,  # StyleGAN-Human's option: False = H x H/2 images
         **_unused: Any,
     ):
         super().__init__()
         log2 = int(np.log2(img_resolution))
         if img_resolution < 4 or 2**log2 != img_resolution:
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+        if not isinstance(square, bool):
+            raise ValueError(f"square must be true or false, got {square!r}")
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.square = square
+        self.img_height, self.img_width = block_size(img_resolution, square)
         self.num_fp16_res = num_fp16_res  # kept for the config; we compute in fp32 or autocast
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
@@ -294,8 +315,9 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             in_channels = channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(
-                in_channels, channels[res], w_dim, res, img_channels, conv_clamp=conv_clamp
-            )
+                in_channels, channels[res], w_dim, res, img_channels,
+                conv_clamp=conv_clamp, square=square,
+            )  # fmt: skip
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1  # the last block's torgb
@@ -323,7 +345,8 @@ class SynthesisNetwork(nn.Module):
 
         Returns the features [N, C, R, R] of block `features_at` (default: the last block run)
         and the RGB image accumulated so far [N, 3, R, R] (None with `with_rgb=False`, which also
-        skips every to-RGB layer).
+        skips every to-RGB layer). Blocks are named by their height R; in a rectangular generator
+        both are R/2 wide: [N, C, R, R/2], [N, 3, R, R/2].
         """
         stop_at = stop_at or self.img_resolution
         features_at = features_at or stop_at
@@ -347,7 +370,12 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """z -> w (mapping) -> W+ -> image (synthesis).  Constructor arguments are NVIDIA's init_kwargs."""
+    """z -> w (mapping) -> W+ -> image (synthesis).  Constructor arguments are NVIDIA's init_kwargs.
+
+    The image is `img_height` x `img_width`: img_resolution square, or img_resolution x
+    img_resolution/2 with StyleGAN-Human's `square=False` (a top-level key in its init_kwargs,
+    taken here with the synthesis options and kept in `init_kwargs` only when given).
+    """
 
     def __init__(
         self,
@@ -362,7 +390,8 @@ class Generator(nn.Module):
     ):
         super().__init__()
         mapping_kwargs = dict(mapping_kwargs or {})
-        # stylegan2-ada nests the synthesis options, the stylegan3 repo passes them flat.
+        # stylegan2-ada nests the synthesis options, the stylegan3 repo passes them flat
+        # (StyleGAN-Human's `square` comes flat in both).
         synthesis_kwargs = {**(synthesis_kwargs or {}), **flat_synthesis_kwargs}
         self.init_kwargs = {
             "z_dim": z_dim,
@@ -376,6 +405,8 @@ class Generator(nn.Module):
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
+        self.square = self.synthesis.square
+        self.img_height, self.img_width = self.synthesis.img_height, self.synthesis.img_width
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
 

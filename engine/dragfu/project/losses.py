@@ -223,6 +223,20 @@ def load_lpips_script(path: Path, device: torch.device) -> torch.jit.ScriptModul
     return _SCRIPT_CACHE[key]
 
 
+LPIPS_MAX_SIDE = 256
+
+
+def lpips_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) at which the LPIPS network compares images: as NVIDIA's projector, at most
+    256 on a side (a 1024x1024 image at 256x256), keeping the aspect ratio (a 512 high x 256 wide
+    image at 256 x 128); smaller images as they are."""
+    longer = max(height, width)
+    if longer <= LPIPS_MAX_SIDE:
+        return int(height), int(width)
+    scale = LPIPS_MAX_SIDE / longer
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 class LpipsScriptLoss:
     """LPIPS with NVIDIA's TorchScript VGG16: squared distance of its normalised features."""
 
@@ -237,8 +251,9 @@ class LpipsScriptLoss:
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         x = (image + 1) * 127.5  # the network expects [0, 255]
-        if x.shape[-1] > 256:  # as NVIDIA's projector: compare at 256x256 at most
-            x = F.interpolate(x, size=(256, 256), mode="area")
+        size = lpips_size(x.shape[-2], x.shape[-1])
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="area")
         return self.net(x, resize_images=False, return_lpips=True)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

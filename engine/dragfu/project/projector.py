@@ -84,7 +84,7 @@ class Projection:
     tuned_delta: dict[
         str, torch.Tensor
     ]  # state-dict name -> (tuned - original), changed tensors only
-    reconstruction: np.ndarray  # uint8 [R, R, 3] at the model resolution
+    reconstruction: np.ndarray  # uint8 [H, W, 3] at the model's image size
     psnr: float  # against the (resampled) input, weighted by the mask when there is one
     ssim: float
     seconds: float
@@ -92,7 +92,7 @@ class Projection:
     model_sha256: str = ""
     settings: ProjectSettings = field(default_factory=ProjectSettings)
     perceptual: str = "fallback"  # the loss used: "fallback", "lpips-script" or "lpips-package"
-    target: np.ndarray | None = None  # uint8 [R, R, 3]: the input resampled to the model resolution
+    target: np.ndarray | None = None  # uint8 [H, W, 3]: the input resampled to the model's size
     cached: bool = (
         False  # True when it came from the projection cache (then `seconds` = lookup time)
     )
@@ -142,6 +142,11 @@ def model_fingerprint(G: torch.nn.Module) -> str:
     return fingerprint
 
 
+def model_size(G: torch.nn.Module) -> tuple[int, int]:
+    """(width, height) of G's images: (R, R), or (R/2, R) for a rectangular generator (`square=False`)."""
+    return int(G.img_width), int(G.img_height)
+
+
 def apply_delta(G: torch.nn.Module, delta: dict[str, torch.Tensor]) -> torch.nn.Module:
     """A copy of G with `delta` added to its state-dict tensors (G itself when delta is empty)."""
     if not delta:
@@ -170,9 +175,13 @@ def prepare_target(
     weight_mask: np.ndarray | None,
     use_alpha: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Input image (any size/mode) -> (RGB uint8 [R, R, 3], weight float32 [R, R] or None)."""
+    """Input image (any size/mode) -> (RGB uint8 [H, W, 3], weight float32 [H, W] or None), at the
+    model's image size (`model_size`: R x R, or R high and R/2 wide for a rectangular generator).
+
+    An image of another aspect ratio is stretched: the caller (the plug-in) chooses a crop of the
+    model's aspect ratio beforehand when it cares."""
     rgb, alpha = as_rgb_uint8(image)
-    resolution = int(G.img_resolution)
+    size = model_size(G)
     weight = None
     if use_alpha and alpha is not None and alpha.min() < 255:
         weight = alpha.astype(np.float32) / 255.0
@@ -194,9 +203,9 @@ def prepare_target(
             )
         mask = np.clip(mask, 0.0, 1.0)
         weight = mask if weight is None else weight * mask
-    rgb = resize_image(rgb, resolution)
+    rgb = resize_image(rgb, size)
     if weight is not None:
-        weight = resize_weight(weight, resolution)
+        weight = resize_weight(weight, size)
         if float(weight.max()) <= 1e-6:
             raise BadInputError("nothing to project: the weight mask (or alpha) is zero everywhere")
     return rgb, weight
@@ -418,7 +427,7 @@ def project(
     device = _device_of(G)
     model_sha256 = model_fingerprint(G)
 
-    # Target in the generator's range: [1, 3, R, R]; weight [1, 1, R, R].
+    # Target in the generator's range: [1, 3, H, W]; weight [1, 1, H, W].
     target = (
         torch.from_numpy(target_rgb).to(device).permute(2, 0, 1)[None].float() / 127.5 - 128 / 127.5
     )

@@ -3,10 +3,10 @@
 File layout (safetensors; all metadata values are strings):
 - tensor `ws` [1, num_ws, w_dim] float32: the latent;
 - tensors `delta.<state-dict name>` (float16 by default): tuned minus original, changed tensors only;
-- tensor `reconstruction` uint8 [R, R, 3]: the reconstruction (so a cache hit needs no synthesis);
+- tensor `reconstruction` uint8 [H, W, 3]: the reconstruction (so a cache hit needs no synthesis);
 - metadata `format` = "dragfu-projection", `version`, `model_sha256` (see `model_fingerprint`),
-  `num_ws`, `w_dim`, `img_resolution`, `psnr`, `ssim`, `seconds`, `stages` (JSON), `settings` (JSON),
-  `perceptual`.
+  `num_ws`, `w_dim`, `img_resolution` (the image's height), `img_width`, `psnr`, `ssim`, `seconds`,
+  `stages` (JSON), `settings` (JSON), `perceptual`.
 
 A file holding only `ws` (a plain latent) loads too, with shape checks only.
 """
@@ -27,6 +27,7 @@ from dragfu.project.projector import (
     StageResult,
     apply_delta,
     model_fingerprint,
+    model_size,
     to_uint8,
 )
 from dragfu.project.settings import ProjectSettings
@@ -54,6 +55,7 @@ def save_projection(projection: Projection, path: str | os.PathLike) -> Path:
         "num_ws": str(projection.ws.shape[1]),
         "w_dim": str(projection.ws.shape[2]),
         "img_resolution": str(projection.reconstruction.shape[0]),
+        "img_width": str(projection.reconstruction.shape[1]),
         "psnr": repr(float(projection.psnr)),
         "ssim": repr(float(projection.ssim)),
         "seconds": repr(float(projection.seconds)),
@@ -144,10 +146,10 @@ def load_projection(
     ws = ws.to(torch.float32)
 
     reconstruction = tensors.get("reconstruction")
-    resolution = int(G.img_resolution)
+    width, height = model_size(G)
     if (
         reconstruction is not None
-        and tuple(reconstruction.shape) == (resolution, resolution, 3)
+        and tuple(reconstruction.shape) == (height, width, 3)
         and reconstruction.dtype == torch.uint8
     ):
         reconstruction_np = reconstruction.numpy().copy()

@@ -100,7 +100,7 @@ def image_part(name: str, image: np.ndarray, output: str) -> Part:
 
 @dataclass
 class DragOutcome:
-    image: np.ndarray  # uint8 [R, R, 3] at the model's resolution
+    image: np.ndarray  # uint8 [H, W, 3] at the model's image size
     ws: Any
     points: list[tuple[float, float]]  # model coordinates
     steps: int
@@ -113,7 +113,7 @@ class DragOutcome:
 class ProjectOutcome:
     generator: Any
     ws: Any
-    reconstruction: np.ndarray | None  # uint8 [R, R, 3]
+    reconstruction: np.ndarray | None  # uint8 [H, W, 3] at the model's image size
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,8 +177,9 @@ class EngineBackend:
 
         return load_generator(name, self.device)
 
-    def resolution(self, G: Any) -> int:
-        return int(G.img_resolution)
+    def image_size(self, G: Any) -> tuple[int, int]:
+        """(width, height) of the model's images: (R, R), or (R/2, R) for StyleGAN-Human."""
+        return int(G.img_width), int(G.img_height)
 
     def seed_ws(self, G: Any, seed: int, psi: float) -> Any:
         from dragfu.models.seeds import ws_from_seed
@@ -597,10 +598,10 @@ class Server:
         request: m.LoadModel = job.request
         start = time.perf_counter()
         name, G = self._model(request.model, job)
-        resolution = self.backend.resolution(G)
+        model_width, model_height = self.backend.image_size(G)
         self.send(
             m.result_header(
-                request.id, "load_model", model=name, resolution=[resolution, resolution],
+                request.id, "load_model", model=name, resolution=[model_width, model_height],
                 seconds=round(time.perf_counter() - start, 4),
             )
         )  # fmt: skip
@@ -609,7 +610,7 @@ class Server:
         request: m.Project = job.request
         start = time.perf_counter()
         name, G = self._model(request.model, job)
-        resolution = self.backend.resolution(G)
+        model_width, model_height = self.backend.image_size(G)
         height, width = request.image.shape[:2]
 
         def on_progress(progress: Any) -> None:
@@ -633,7 +634,7 @@ class Server:
                 ]
             self.send(m.progress_header(request.id, "project", step, total, **fields), parts)
 
-        # The projection resamples the crop (and weight mask) to the model resolution itself.
+        # The projection resamples the crop (and weight mask) to the model's image size itself.
         outcome = self.backend.project(
             G,
             request.image,
@@ -659,7 +660,7 @@ class Server:
         fields = {
             **outcome.stats,  # the backend's numbers first: the protocol's own fields win
             "projection_id": latent_id, "latent_id": latent_id, "model": name,
-            "size": [width, height], "model_size": [resolution, resolution],
+            "size": [width, height], "model_size": [model_width, model_height],
             "seconds": round(time.perf_counter() - start, 4),
         }  # fmt: skip
         self.send(m.result_header(request.id, "project", **fields), parts)
@@ -682,12 +683,12 @@ class Server:
                     "bad_request",
                     f"latent {request.latent_id!r} belongs to model {latent.model!r}, not {request.model!r}",
                 )
-            resolution = self.backend.resolution(G)
+            model_width, model_height = self.backend.image_size(G)
         else:
             name, G = self._model(request.model, job)
-            resolution = self.backend.resolution(G)
+            model_width, model_height = self.backend.image_size(G)
             ws = self.backend.seed_ws(G, request.seed, request.psi)
-            size = (resolution, resolution)
+            size = (model_width, model_height)  # the model's own image
         width, height = size
         m.check_points_inside(request.handles, size, "handles", rid)
         m.check_points_inside(request.targets, size, "targets", rid)
@@ -706,10 +707,10 @@ class Server:
                     "'mask' is empty: nothing may move",
                     hint="select a region, or send no mask",
                 )
-            mask = resize_mask(mask, (resolution, resolution))
+            mask = resize_mask(mask, (model_width, model_height))
 
         # Client coordinates -> model coordinates (a pure scale: both are continuous pixel coords).
-        sx, sy = resolution / width, resolution / height
+        sx, sy = model_width / width, model_height / height
 
         def to_model(points):
             return [(x * sx, y * sy) for x, y in points]
@@ -767,7 +768,7 @@ class Server:
         self.send(
             m.result_header(
                 rid, "drag", latent_id=latent_id, model=name, size=[width, height],
-                model_size=[resolution, resolution],
+                model_size=[model_width, model_height],
                 points=[[round(x, 3), round(y, 3)] for x, y in points],
                 distances=[round(math.hypot(px - tx, py - ty), 3) for (px, py), (tx, ty) in zip(points, targets, strict=False)],
                 steps=outcome.steps, converged=outcome.converged,

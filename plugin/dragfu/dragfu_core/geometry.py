@@ -88,37 +88,52 @@ def fit_inside(rect, bounds):
     return Rect(x, y, width, height)
 
 
-def grow_to_square(rect, bounds, side=None):
-    """A square of `side` (default: rect's longer side) centred on rect, moved inside bounds.
+def grow_to_size(rect, bounds, width, height):
+    """A width x height rectangle centred on rect, moved inside bounds.
 
-    The model sees square images, so a square crop is resized without distortion; where the
-    layer is too narrow for the square, that side is cut to the layer and the crop is not square.
+    Where the layer is too small for it, that side is cut to the layer (the crop then does not
+    have the model's aspect ratio, and the engine stretches it a little).
     """
-    if side is None:
-        side = max(rect.width, rect.height)
     cx = rect.x + rect.width / 2.0
     cy = rect.y + rect.height / 2.0
-    square = Rect(int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side, side)
-    return fit_inside(square, bounds)
+    grown = Rect(int(round(cx - width / 2.0)), int(round(cy - height / 2.0)), width, height)
+    return fit_inside(grown, bounds)
 
 
-def choose_region(mode, layer_size, drag_points, selection=None, min_side=64):
+def model_shaped_size(width, height, min_side, model_size=None):
+    """The smallest size of the model's aspect ratio that holds width x height, with its shorter
+    side at least min_side. model_size: (width, height) of the model's images; None = square.
+
+    The engine resizes the crop to the model's size, so a crop of the model's shape is resized
+    without distortion: square for square models, twice as high as wide for StyleGAN-Human.
+    """
+    model_w, model_h = model_size or (1, 1)
+    scale = max(float(width) / model_w, float(height) / model_h, float(min_side) / min(model_w, model_h))
+    return max(int(width), int(round(scale * model_w))), max(int(height), int(round(scale * model_h)))
+
+
+def choose_region(mode, layer_size, drag_points, selection=None, min_side=64, model_size=None):
     """The crop (a Rect in layer coordinates) sent to the model, and notes for the user.
 
     mode: one of REGION_MODES. layer_size: (width, height). drag_points: every handle, waypoint
     and target in layer coordinates. selection: the selection's bounds in layer coordinates
-    (already clipped to the layer), or None when there is no selection.
+    (already clipped to the layer), or None when there is no selection. model_size: (width,
+    height) of the model's images, None for a square model.
     The crop always contains every drag point (grown when the chosen region does not), and is
-    grown to a square where the layer allows.
+    grown to the model's aspect ratio (a square for square models) where the layer allows.
     """
     layer = Rect(0, 0, layer_size[0], layer_size[1])
     notes = []
+    square = model_size is None or model_size[0] == model_size[1]
     if mode not in REGION_MODES:
         raise ValueError("unknown region mode %r (one of %s)" % (mode, ", ".join(REGION_MODES)))
     if mode == REGION_AUTO:
         mode = REGION_SELECTION if selection is not None and not selection.is_empty() else REGION_LAYER
     if mode == REGION_SELECTION and (selection is None or selection.is_empty()):
-        notes.append("no selection on this layer: using a square around the drag points")
+        notes.append(
+            "no selection on this layer: using a %s around the drag points"
+            % ("square" if square else "region of the model's shape")
+        )
         mode = REGION_POINTS
     if mode == REGION_LAYER:
         return layer, notes
@@ -133,14 +148,16 @@ def choose_region(mode, layer_size, drag_points, selection=None, min_side=64):
                 % len(outside)
             )
             region = region.union(points)
-        side = max(region.width, region.height, min_side)
+        width, height = model_shaped_size(region.width, region.height, min_side, model_size)
     else:
         # Square around the points with context: the drag's own extent again on every side,
-        # so the model sees what surrounds the handle and target.
+        # so the model sees what surrounds the handle and target. (For a model that is not
+        # square: that square is the shorter side, the longer side sees more.)
         extent = max(points.width, points.height)
         region = points
         side = max(2 * extent + 2 * max(16, extent // 2), min_side)
-    crop = grow_to_square(region, layer, side)
+        width, height = model_shaped_size(side, side, side, model_size)
+    crop = grow_to_size(region, layer, width, height)
     # Shifting into the layer never loses points (they lie inside the layer), but cutting a
     # side to the layer can; keep the union with the points' bounds, clipped to the layer.
     crop = crop.union(points.intersect(layer)).intersect(layer)

@@ -112,9 +112,10 @@ class Result(object):
         self.frames = frames
 
 
-def plan(info, raw_strokes, selection, options):
+def plan(info, raw_strokes, selection, options, model_size=None):
     """(crop Rect in layer coordinates, drags in crop coordinates, drags in layer coordinates,
-    notes). Raises JobError when there is nothing to drag."""
+    notes). Raises JobError when there is nothing to drag. model_size: (width, height) of the
+    model's images (None: square), whose aspect ratio the crop takes where the layer allows."""
     drags, notes = strokes.drags_from_strokes(raw_strokes)
     if not drags:
         where = "the selected path" if options.paths == PATHS_SELECTED else "the visible paths"
@@ -139,7 +140,9 @@ def plan(info, raw_strokes, selection, options):
     points = []
     for d in layer_drags:
         points.extend(d.points())
-    crop, region_notes = geometry.choose_region(options.region, (info.width, info.height), points, selection)
+    crop, region_notes = geometry.choose_region(
+        options.region, (info.width, info.height), points, selection, model_size=model_size
+    )
     notes = notes + region_notes
     crop_drags = [d.translated(-crop.x, -crop.y) for d in layer_drags]
     return crop, crop_drags, layer_drags, notes
@@ -169,20 +172,9 @@ def run(host, options, config, session_factory=None):
         if selection is not None and selection.is_empty():
             selection = None
     region_selection = selection if options.region != geometry.REGION_LAYER else None
-    crop, crop_drags, layer_drags, notes = plan(info, host.strokes(options.paths), region_selection, options)
-
-    source = host.read_pixels(crop)
-    rgb = composite_mod.to_rgb8(source, info.channels, crop.width, crop.height, info.max_value)
-    sel_mask = None
-    if options.use_selection and selection is not None:
-        sel_mask = host.read_selection(crop)
-        if not any(sel_mask):
-            notes.append("the selection does not cover the region: it was not used")
-            sel_mask = None
-    movable = mask.movable_mask(sel_mask) if sel_mask is not None else None
-    if movable is not None and not any(movable):
-        notes.append("the selection is less than half selected everywhere: everything may move")
-        movable = None
+    raw_strokes = host.strokes(options.paths)
+    # Planned before the engine starts: a run with nothing to drag never starts it.
+    crop, crop_drags, layer_drags, notes = plan(info, raw_strokes, region_selection, options)
 
     model = options.model or config.get("model") or "toy"
     steps = options.steps or config.get("steps") or 200
@@ -190,6 +182,27 @@ def run(host, options, config, session_factory=None):
         from .session import EngineSession as session_factory
     session = session_factory(config, options, report)
     try:
+        # The model's image size (width, height): a model that is not square (StyleGAN-Human,
+        # twice as high as wide) gets a crop of its own shape, so the engine does not stretch it.
+        model_size = session.load_model(model)
+        if model_size is not None and model_size[0] != model_size[1]:
+            crop, crop_drags, layer_drags, notes = plan(
+                info, raw_strokes, region_selection, options, model_size
+            )
+
+        source = host.read_pixels(crop)
+        rgb = composite_mod.to_rgb8(source, info.channels, crop.width, crop.height, info.max_value)
+        sel_mask = None
+        if options.use_selection and selection is not None:
+            sel_mask = host.read_selection(crop)
+            if not any(sel_mask):
+                notes.append("the selection does not cover the region: it was not used")
+                sel_mask = None
+        movable = mask.movable_mask(sel_mask) if sel_mask is not None else None
+        if movable is not None and not any(movable):
+            notes.append("the selection is less than half selected everywhere: everything may move")
+            movable = None
+
         outcome = session.run(
             model=model,
             image=rgb,

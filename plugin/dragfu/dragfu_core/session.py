@@ -4,6 +4,7 @@ Uses engine_client (the protocol client); turns its errors into job.JobError wit
 own message and hint. Pixels travel as raw uint8 arrays both ways (no PNG codec needed here).
 """
 
+import contextlib
 import signal
 
 from . import engine_client
@@ -85,6 +86,8 @@ class EngineSession(object):
         self.cancel = cancel or CancelFlag()
         self.argv, self.extra_env = engine_argv_env(config, options)
         self.client = None
+        self._loaded = {}  # model name -> (width, height) or None
+        self._frames = None
 
     def _on_event(self, frame):
         header = frame.header
@@ -101,20 +104,48 @@ class EngineSession(object):
                 ("Step %d" % int(header.get("step") or 0),) + _array_image(preview)
             )
 
-    def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None):
-        from .job import EngineOutcome, JobError
+    def load_model(self, model):
+        """Start the engine and load `model`; returns (width, height) of the model's images (the
+        `resolution` of the engine's answer: (R, R), or (R/2, R) for StyleGAN-Human), or None when
+        the answer has no usable size. The job chooses a crop of that aspect ratio."""
+        with self._engine_errors_as_job_errors():
+            return self._load_model(model)
 
-        self._frames = [] if keep_frames else None
+    @contextlib.contextmanager
+    def _engine_errors_as_job_errors(self):
+        """Ctrl-C cancels the engine while inside; the engine's errors become the job's."""
+        from .job import JobError
+
         self.cancel.install()
         try:
+            yield
+        except EngineCancelled as error:
+            raise JobError("cancelled: %s" % error.message, "", "cancelled")
+        except EngineError as error:
+            raise JobError(error.message, error.hint, error.code)
+        finally:
+            self.cancel.uninstall()
+
+    def _load_model(self, model):
+        if self.client is None:
             env = engine_client.engine_environment(extra=self.extra_env)
             self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
             self.progress.stage("start")
             self.client.start()
+        if model not in self._loaded:
             self.progress.stage("load_model", 0, 1, model=model)
-            self.client.request(
+            header = self.client.request(
                 "load_model", {"model": model}, progress=self._on_event, should_cancel=self.cancel
-            )
+            ).header
+            self._loaded[model] = model_size(header.get("resolution"))
+        return self._loaded[model]
+
+    def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None):
+        from .job import EngineOutcome
+
+        self._frames = [] if keep_frames else None
+        with self._engine_errors_as_job_errors():
+            self._load_model(model)
             fields = {"model": model, "output": "array", "cache": bool(self.options.reuse_projection)}
             settings = self.config.get("project_settings")
             if settings:
@@ -159,12 +190,6 @@ class EngineSession(object):
                 )
             frames = self._frames or []
             return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes)
-        except EngineCancelled as error:
-            raise JobError("cancelled: %s" % error.message, "", "cancelled")
-        except EngineError as error:
-            raise JobError(error.message, error.hint, error.code)
-        finally:
-            self.cancel.uninstall()
 
     def close(self):
         if self.client is not None:
@@ -176,6 +201,19 @@ class EngineSession(object):
                 except Exception:
                     pass
             self.client = None
+
+
+def model_size(value):
+    """(width, height) from a [w, h] pair of positive integers; None for anything else."""
+    try:
+        width, height = value
+    except (TypeError, ValueError):
+        return None
+    if isinstance(width, bool) or isinstance(height, bool):
+        return None
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        return None
+    return (width, height)
 
 
 def _array_image(part):
