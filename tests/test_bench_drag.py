@@ -36,6 +36,7 @@ def test_summary_counts_lost_landmarks_apart_from_the_mean():
     row = bench.summarise_manipulation(edits)["5pt"]
     assert row["default"]["md"] == {"mean": 2.0, "median": 2.0, "n": 2}
     assert row["default"]["landmarks_lost"] == 1
+    assert row["default"]["md_lost_as_nothing"]["mean"] == round((1.0 + 3.0 + 10.0) / 3, 3)
     assert row["draggan"]["md"]["n"] == 1
     # doing nothing is counted once per pair (from the first method's edits), not per method
     assert row["md_nothing"]["n"] == 3 and row["md_nothing"]["mean"] == 10.0

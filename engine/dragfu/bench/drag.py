@@ -163,6 +163,10 @@ def summarise_manipulation(edits: list[dict]) -> dict:
             done = [e for e in mine if e["method"] == method]
             row[method] = {
                 "md": summarise([e["md"] for e in done if e["md"] is not None]),
+                # The same with a lost landmark counted as no progress at all (its MD before).
+                "md_lost_as_nothing": summarise(
+                    [e["md"] if e["md"] is not None else e["md_nothing"] for e in done]
+                ),
                 "md_tracked": summarise([e["md_tracked"] for e in done]),
                 "landmarks_lost": sum(e["md"] is None for e in done),
                 "seconds_per_edit": summarise([e["seconds"] for e in done]),
