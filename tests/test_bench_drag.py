@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from dragfu.bench import drag as bench
@@ -77,3 +78,11 @@ def test_merging_shards_equals_one_run(tmp_path):
     both = bench.run(argparse.Namespace(merge=[*paths, str(other)]))["paired"]
     assert both["doing_nothing"]["psnr"]["n"] == 2
     assert both["draggan"]["psnr"]["n"] == 1
+
+
+def test_a_landmark_already_at_its_target_is_not_dragged_but_still_counted():
+    handles = np.array([[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]])
+    targets = np.array([[14.0, 13.0], [20.3, 20.0], [30.0, 29.0]])
+    moving = bench.still_to_move(handles, targets)
+    assert moving.tolist() == [True, False, True]  # the engine refuses a drag of < 0.5 px
+    assert bench.mean_distance(handles, targets) == pytest.approx((5.0 + 0.3 + 1.0) / 3)

@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a DragSettings field for every drag, e.g. lambda_fixed=40 (repeatable)",
+    )
 
 
 def landmarks_of(image: np.ndarray, names) -> np.ndarray | None:
@@ -74,6 +81,21 @@ def landmarks_of(image: np.ndarray, names) -> np.ndarray | None:
     if any(name not in found.points for name in names):
         return None
     return np.array([found.points[name] for name in names], dtype=np.float64)
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """`--setting NAME=VALUE` options as DragSettings overrides (values parsed as JSON numbers)."""
+    out = {}
+    for item in getattr(args, "setting", None) or []:
+        name, _, value = item.partition("=")
+        out[name] = json.loads(value)
+    return out
+
+
+def still_to_move(handles: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Which landmarks get a drag: those not already at their target (the engine refuses a
+    handle within 0.5 px of its target). The others still count in the mean distance."""
+    return np.linalg.norm(handles - targets, axis=1) >= 0.5
 
 
 def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,15 +143,17 @@ def manipulation(G, args, methods, counts) -> dict:
                 continue
             if mean_distance(handles, targets) < 1.0:
                 continue
+            moving = still_to_move(handles, targets)
             for method in methods:
                 result = drag(
                     G,
                     ws_a,
-                    handles.tolist(),
-                    targets.tolist(),
+                    handles[moving].tolist(),
+                    targets[moving].tolist(),
                     method=method,
                     max_steps=args.max_steps,
                     feature_resolution=args.feature_resolution,
+                    **settings_of(args),
                 )
                 found = landmarks_of(result.image, names)
                 edits.append(
@@ -140,7 +164,9 @@ def manipulation(G, args, methods, counts) -> dict:
                         "method": method,
                         "md_nothing": round(mean_distance(handles, targets), 4),
                         "md": None if found is None else round(mean_distance(found, targets), 4),
-                        "md_tracked": round(mean_distance(np.array(result.points), targets), 4),
+                        "md_tracked": round(
+                            mean_distance(np.array(result.points), targets[moving]), 4
+                        ),
                         "seconds": round(result.seconds, 3),
                         "steps": result.steps,
                     }
@@ -204,6 +230,7 @@ def paired_reconstruction(G, args, methods) -> dict:
                 targets[moved].tolist(),
                 method=method,
                 max_steps=args.max_steps,
+                **settings_of(args),
             )
             edits.append({"pair": pair, "method": method, "psnr": psnr(result.image, image2),
                           "ssim": ssim(result.image, image2), "steps": result.steps})  # fmt: skip
@@ -258,6 +285,7 @@ def fidelity(G, args, methods) -> dict:
                     mask=m,
                     method=method,
                     max_steps=args.max_steps,
+                    **settings_of(args),
                 )
                 outside[method][key].append(
                     psnr(result.image, image_a, weight=(~mask).astype(np.float64))
@@ -318,7 +346,16 @@ def merge(paths: list[str]) -> dict:
             }
             for path, part in zip(paths, parts, strict=True)
         ],  # fmt: skip
-        "pairs": sum(part["pairs"] for part in parts),
+        # pairs covered: shards of different methods over the same pairs count once
+        "pairs": len(
+            {
+                pair
+                for part in parts
+                for pair in range(
+                    part.get("first_pair", 0), part.get("first_pair", 0) + part["pairs"]
+                )
+            }
+        ),
     }
     manipulated = [part["manipulation"] for part in parts if "manipulation" in part]
     if manipulated:
@@ -350,6 +387,7 @@ def run(args: argparse.Namespace) -> dict:
         "device": str(device),
         "pairs": args.pairs,
         "first_pair": args.first_pair,
+        "settings": settings_of(args),
         "max_steps": args.max_steps,
     }
     if "manipulation" in sections:

@@ -149,7 +149,7 @@ def quality(G, photos, settings: ProjectSettings) -> tuple[dict, list, list]:
 
 
 def drag_section(G, photos, projections, args) -> dict:
-    from dragfu.bench.drag import FIVE, landmarks_of, mean_distance, movable_box
+    from dragfu.bench.drag import FIVE, landmarks_of, mean_distance, movable_box, still_to_move
     from dragfu.drag import drag
     from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed
     from dragfu.toy import LANDMARK_NAMES
@@ -179,9 +179,10 @@ def drag_section(G, photos, projections, args) -> dict:
                     continue
                 if kind == "projected":
                     md[f"{n}pt"]["nothing_projected"].append(mean_distance(handles, targets))
+                moving = still_to_move(handles, targets)
                 result = drag(
-                    generator, ws.to(next(generator.parameters()).device), handles.tolist(),
-                    targets.tolist(), max_steps=args.drag_steps,
+                    generator, ws.to(next(generator.parameters()).device),
+                    handles[moving].tolist(), targets[moving].tolist(), max_steps=args.drag_steps,
                 )  # fmt: skip
                 found = landmarks_of(result.image, names)
                 if found is None:
