@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProjectSettings()
     parser.add_argument("--model", default="toy")
     parser.add_argument("--images", type=int, default=30, help="held-out renders to project")
+    parser.add_argument(
+        "--first-image", type=int, default=0, help="start at this render (split a run)"
+    )
     parser.add_argument("--seed", type=int, default=4242, help="renderer seed of the held-out set")
     parser.add_argument("--w-steps", type=int, default=defaults.w_steps)
     parser.add_argument("--wplus-steps", type=int, default=defaults.wplus_steps)
@@ -154,15 +157,18 @@ def drag_section(G, photos, projections, args) -> dict:
     from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed
     from dragfu.toy import LANDMARK_NAMES
 
-    rng = np.random.RandomState(args.seed)
-    goals = held_out_renders(len(projections), args.seed + 1)  # whose landmarks are the targets
+    first = args.first_image
+    # whose landmarks are the targets
+    goals = held_out_renders(first + len(projections), args.seed + 1)[first:]
     md = {f"{n}pt": {"projected": [], "generated": [], "nothing_projected": []} for n in (1, 5)}
     lost = {"projected": 0, "generated": 0}
     outside = {"drag_vs_photo": [], "reconstruction_vs_photo": [], "md_masked": []}
     for index, p in enumerate(projections):
         photo = photos[index][0]
         goal = goals[index][0]
-        ws_generated = ws_from_seed(G, 50_000 + index, DEFAULT_PSI)
+        # Drawn per image, so that a run split by --first-image draws what one run draws.
+        rng = np.random.RandomState([args.seed, first + index])
+        ws_generated = ws_from_seed(G, 50_000 + first + index, DEFAULT_PSI)
         with torch.no_grad():
             generated = to_uint8(G.synthesis(ws_generated, noise_mode="const"))
         for n in (1, 5):
@@ -296,11 +302,12 @@ def run(args: argparse.Namespace) -> dict:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "images": args.images,
+        "first_image": args.first_image,
         "render_seed": args.seed,
         "settings": settings.to_dict(),
         "load_average_start": load_average(),
     }
-    photos = held_out_renders(args.images, args.seed)
+    photos = held_out_renders(args.first_image + args.images, args.seed)[args.first_image :]
     if G is None:
         pass
     elif args.sweep:
