@@ -23,8 +23,6 @@ from dragfu.models.registry import ModelInfo
 
 PAYLOAD = bytes(range(256)) * 1200  # 300 KiB, several read chunks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-TINY_PKL = REFERENCE / "tiny_network_protocol4.pkl"
 
 
 class Server:
@@ -231,10 +229,8 @@ def _entry(url: str, sha256: str | None, noncommercial: bool = True) -> ModelInf
 
 
 @pytest.fixture
-def tiny_pickle_served(server, monkeypatch):
-    if not TINY_PKL.exists():
-        pytest.fail(f"reference pickle missing: {TINY_PKL}")
-    data = TINY_PKL.read_bytes()
+def tiny_pickle_served(server, monkeypatch, reference_dir):
+    data = (reference_dir / "tiny_network_protocol4.pkl").read_bytes()
     server.files["/tiny_network.pkl"] = data
     return server, hashlib.sha256(data).hexdigest()
 
