@@ -25,7 +25,7 @@ from dragfu.project import (
     save_projection,
 )
 from dragfu.project.losses import LpipsScriptLoss, lpips_size, noise_autocorrelation
-from dragfu.project.projector import model_size, prepare_target
+from dragfu.project.projector import prepare_target
 from dragfu.protocol.frames import Part, encode_frame, read_all
 from dragfu.protocol.server import EngineBackend, Server
 from tests.conftest import make_tiny_generator
@@ -59,8 +59,8 @@ def picture(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 
 def test_model_size_is_width_height(rect):
-    assert model_size(rect) == (W, H)
-    assert model_size(make_tiny_generator()) == (32, 32)
+    assert rect.image_size == (W, H)
+    assert make_tiny_generator().image_size == (32, 32)
 
 
 @pytest.mark.parametrize("size", [(W, H), (40, 50), (64, 24)])  # (width, height)

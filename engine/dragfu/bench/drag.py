@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dragfu.bench.stats import log, summarise
 from dragfu.device import choose_device
 from dragfu.drag import METHODS, drag
 from dragfu.models import Generator, load_generator
@@ -100,21 +100,6 @@ def still_to_move(handles: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean())
-
-
-def summarise(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    array = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": round(float(array.mean()), 3),
-        "median": round(float(np.median(array)), 3),
-        "n": len(values),
-    }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def one_point_landmark(seed: int, pair: int) -> str:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
+from dragfu.bench.stats import log, summarise
 from dragfu.project import ProjectSettings, project
 from dragfu.project.losses import psnr
 
@@ -67,24 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed-512", action="store_true", help="also time the 512 config")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as is)")
     parser.add_argument("--device", default=None)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def summarise(values: list[float]) -> dict:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return {"n": 0}
-    array = np.asarray(finite, dtype=np.float64)
-    return {
-        "mean": round(float(array.mean()), 3),
-        "median": round(float(np.median(array)), 3),
-        "min": round(float(array.min()), 3),
-        "max": round(float(array.max()), 3),
-        "n": len(finite),
-    }
 
 
 def held_out_renders(count: int, seed: int) -> list[tuple[np.ndarray, object]]:
@@ -139,15 +121,15 @@ def quality(G, photos, settings: ProjectSettings) -> tuple[dict, list, list]:
         )
     table = {
         config: {
-            "psnr": summarise([r[0] for r in values]),
-            "ssim": summarise([r[1] for r in values]),
-            "seconds": summarise([r[2] for r in values]),
+            "psnr": summarise([r[0] for r in values], extremes=True),
+            "ssim": summarise([r[1] for r in values], extremes=True),
+            "seconds": summarise([r[2] for r in values], extremes=True),
         }
         for config, values in rows.items()
         if values
     }
     if "W+ tuned" in table:
-        table["W+ tuned"]["cpu_seconds"] = summarise(cpu_seconds)
+        table["W+ tuned"]["cpu_seconds"] = summarise(cpu_seconds, extremes=True)
     return table, per_image, projections
 
 
@@ -217,7 +199,7 @@ def drag_section(G, photos, projections, args) -> dict:
         log(f"drag {index + 1}/{len(projections)}: load {load_average()}")
     out: dict = {"landmarks_lost": lost}
     for key, values in md.items():
-        row = {kind: summarise(v) for kind, v in values.items()}
+        row = {kind: summarise(v, extremes=True) for kind, v in values.items()}
         if values["projected"] and values["generated"]:
             row["md_ratio_projected_over_generated"] = round(
                 float(np.mean(values["projected"]))
@@ -225,7 +207,7 @@ def drag_section(G, photos, projections, args) -> dict:
                 3,
             )
         out[key] = row
-    out["fidelity_outside_psnr"] = {k: summarise(v) for k, v in outside.items()}
+    out["fidelity_outside_psnr"] = {k: summarise(v, extremes=True) for k, v in outside.items()}
     return out
 
 
@@ -242,11 +224,11 @@ def sweep(G, photos, args) -> dict:
             values.append((p.psnr, p.ssim, p.seconds, {k: v.psnr for k, v in p.stages.items()}))
             log(f"sweep {label} {index + 1}/{len(photos)}: {p.psnr:.2f} dB {p.seconds:.1f} s")
         out[label] = {
-            "psnr": summarise([v[0] for v in values]),
-            "ssim": summarise([v[1] for v in values]),
-            "seconds": summarise([v[2] for v in values]),
+            "psnr": summarise([v[0] for v in values], extremes=True),
+            "ssim": summarise([v[1] for v in values], extremes=True),
+            "seconds": summarise([v[2] for v in values], extremes=True),
             "stage_psnr": {
-                stage: summarise([v[3][stage] for v in values if stage in v[3]])
+                stage: summarise([v[3][stage] for v in values if stage in v[3]], extremes=True)
                 for stage in ("w", "w+", "tune")
             },
             "load_average": load_average(),

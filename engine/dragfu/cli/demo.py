@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"device: {describe_device(device)}")
     G = load_generator(args.model, device)
     photo, marks = demo_photo()
-    size = (int(G.img_width), int(G.img_height))  # another model's image size: W x H
+    size = G.image_size  # another model's image size: W x H
     sx, sy = size[0] / photo.shape[1], size[1] / photo.shape[0]
     if (sx, sy) != (1.0, 1.0):  # resized (stretched, for a rectangular model), landmarks too
         photo = np.array(Image.fromarray(photo).resize(size, Image.LANCZOS))

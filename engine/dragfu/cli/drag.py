@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     gif = output_path(args.gif, "--gif") if args.gif else None
     device = choose_device(args.device)
     G = load_generator(args.model, device)
-    size = (int(G.img_width), int(G.img_height))  # (W, H): R x R, or R/2 x R (StyleGAN-Human)
+    size = G.image_size  # (W, H): R x R, or R/2 x R (StyleGAN-Human)
 
     if args.image:
         edit = ImageEdit.open(args.image, G, quiet=args.quiet or args.json)

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             preview=str(preview) if preview else None,
             model=str(args.model),
             resolution=int(G.img_resolution),  # the model's image height (and width if square)
-            model_size=[int(G.img_width), int(G.img_height)],  # [W, H] of the model's images
+            model_size=list(G.image_size),  # [W, H] of the model's images
             wall_seconds=round(time.perf_counter() - started, 3),
         )
         print_json(document)

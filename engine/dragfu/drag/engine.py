@@ -216,7 +216,7 @@ def drag(
     `overrides` set DragSettings fields directly, e.g. `method="draggan", max_steps=100`.
     """
     settings = dataclasses.replace(settings or DragSettings(), **overrides)
-    size = (G.img_width, G.img_height)
+    size = G.image_size
     device = G.mapping.w_avg.device
     p0 = validate_points(handles, size, "handle")
     t0 = validate_points(targets, size, "target")

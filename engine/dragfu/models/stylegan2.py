@@ -410,6 +410,11 @@ class Generator(nn.Module):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the images: (R, R), or (R/2, R) for a rectangular generator."""
+        return self.img_width, self.img_height
+
     def forward(
         self,
         z: torch.Tensor,

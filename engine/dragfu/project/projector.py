@@ -142,11 +142,6 @@ def model_fingerprint(G: torch.nn.Module) -> str:
     return fingerprint
 
 
-def model_size(G: torch.nn.Module) -> tuple[int, int]:
-    """(width, height) of G's images: (R, R), or (R/2, R) for a rectangular generator (`square=False`)."""
-    return int(G.img_width), int(G.img_height)
-
-
 def apply_delta(G: torch.nn.Module, delta: dict[str, torch.Tensor]) -> torch.nn.Module:
     """A copy of G with `delta` added to its state-dict tensors (G itself when delta is empty)."""
     if not delta:
@@ -176,12 +171,12 @@ def prepare_target(
     use_alpha: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Input image (any size/mode) -> (RGB uint8 [H, W, 3], weight float32 [H, W] or None), at the
-    model's image size (`model_size`: R x R, or R high and R/2 wide for a rectangular generator).
+    model's image size (`G.image_size`: R x R, or R high and R/2 wide for a rectangular generator).
 
     An image of another aspect ratio is stretched: the caller (the plug-in) chooses a crop of the
     model's aspect ratio beforehand when it cares."""
     rgb, alpha = as_rgb_uint8(image)
-    size = model_size(G)
+    size = G.image_size
     weight = None
     if use_alpha and alpha is not None and alpha.min() < 255:
         weight = alpha.astype(np.float32) / 255.0

@@ -27,7 +27,6 @@ from dragfu.project.projector import (
     StageResult,
     apply_delta,
     model_fingerprint,
-    model_size,
     to_uint8,
 )
 from dragfu.project.settings import ProjectSettings
@@ -146,7 +145,7 @@ def load_projection(
     ws = ws.to(torch.float32)
 
     reconstruction = tensors.get("reconstruction")
-    width, height = model_size(G)
+    width, height = G.image_size
     if (
         reconstruction is not None
         and tuple(reconstruction.shape) == (height, width, 3)

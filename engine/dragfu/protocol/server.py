@@ -179,7 +179,7 @@ class EngineBackend:
 
     def image_size(self, G: Any) -> tuple[int, int]:
         """(width, height) of the model's images: (R, R), or (R/2, R) for StyleGAN-Human."""
-        return int(G.img_width), int(G.img_height)
+        return G.image_size
 
     def seed_ws(self, G: Any, seed: int, psi: float) -> Any:
         from dragfu.models.seeds import ws_from_seed
