@@ -351,6 +351,8 @@ def test_masked_out_pixels_have_no_influence():
         {"perceptual": "vgg"},
         {"delta_dtype": "int8"},
         {"w_avg_samples": 1},
+        {"locality_weight": "30"},
+        {"tune_lr": True},
     ],
 )
 def test_bad_settings_are_rejected(changes):
@@ -365,6 +367,20 @@ def test_settings_round_trip_through_json():
     assert ProjectSettings.from_dict(json.loads(settings.to_json())) == settings
     with pytest.raises(BadInputError, match="unknown projection settings"):
         ProjectSettings.from_dict({"w_step": 3})
+
+
+def test_whole_numbers_for_float_settings_give_the_same_cache_key(G):
+    # 30 (as JSON or a command line gives it) and 30.0 are one setting, so one cache entry
+    from dragfu.project import ProjectionCache
+
+    as_int, as_float = ProjectSettings(locality_weight=30), ProjectSettings(locality_weight=30.0)
+    assert as_int == as_float and as_int.to_json() == as_float.to_json()
+    assert isinstance(as_int.locality_weight, float)
+    image = np.zeros((8, 8, 3), np.uint8)
+    cache = ProjectionCache("unused")
+    key = cache.key(G, image, settings=as_int, fingerprint="m")
+    assert key == cache.key(G, image, settings=as_float, fingerprint="m")
+    assert key != cache.key(G, image, settings=as_int.replace(locality_weight=31), fingerprint="m")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -451,6 +467,7 @@ def test_locality_regulariser_keeps_the_model_elsewhere(G, target):
     base = ProjectSettings(
         w_steps=10, wplus_steps=0, tune_steps=30, w_avg_samples=200,
         tune_lr=3e-4, tune_lr_rampdown=0.0, tune_l2_weight=1.0,  # PTI's values
+        locality_weight=0.0,  # the plain arm: PTI without its regulariser
     )  # fmt: skip
     # Step from the pivot as far as a random w typically lies from it: the regulariser then looks
     # at the same kind of codes as the probes.

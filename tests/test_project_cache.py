@@ -21,6 +21,7 @@ from dragfu.project import (
     model_fingerprint,
 )
 from dragfu.project.projector import to_uint8
+from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING
 from tests.conftest import make_tiny_generator
 
 SETTINGS = ProjectSettings(w_steps=6, wplus_steps=3, tune_steps=3, w_avg_samples=200)
@@ -202,6 +203,21 @@ def test_cli_no_tune_keeps_the_model_weights(G, model_file, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["stages"]) == {"w", "w+"}
     assert load_projection(out, G).tuned_delta == {}
+
+
+@pytest.mark.parametrize(
+    ("flags", "stages"),
+    [((), {"w": 4, "tune": 2}), (("--no-tune",), {"w": 4, "w+": WPLUS_STEPS_WITHOUT_TUNING})],
+)
+def test_cli_pivot_is_w_with_tuning_and_w_plus_without(model_file, tmp_path, capsys, flags, stages):
+    # PTI's recipe by default (tuning around the W result); without tuning the W+ refinement runs
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(photo)
+    argv = ["project", str(photo), "--model", str(model_file), "--out", str(tmp_path / "p.st")]
+    argv += ["--steps", "4", "--tune-steps", "2", "--no-cache", "--json", *flags]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {name: stage["steps"] for name, stage in report["stages"].items()} == stages
 
 
 @pytest.mark.parametrize(

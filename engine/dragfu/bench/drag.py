@@ -23,6 +23,7 @@ import torch
 from dragfu.bench.stats import log, summarise
 from dragfu.device import choose_device
 from dragfu.drag import METHODS, drag
+from dragfu.errors import BadInputError
 from dragfu.models import Generator, load_generator
 from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed
 from dragfu.project.losses import psnr, ssim
@@ -84,11 +85,21 @@ def landmarks_of(image: np.ndarray, names) -> np.ndarray | None:
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    """`--setting NAME=VALUE` options as DragSettings overrides (values parsed as JSON numbers)."""
+    """`--setting NAME=VALUE` options as DragSettings overrides."""
+    return parse_settings(getattr(args, "setting", None))
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    """NAME=VALUE strings as a dict; values parsed as JSON (numbers, true/false), else strings."""
     out = {}
-    for item in getattr(args, "setting", None) or []:
-        name, _, value = item.partition("=")
-        out[name] = json.loads(value)
+    for item in items or []:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise BadInputError(f"setting {item!r}: expected NAME=VALUE")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
     return out
 
 
@@ -100,6 +111,22 @@ def still_to_move(handles: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean())
+
+
+def edit_row(method, names, handles, targets, moving, result) -> dict:
+    """One drag of `names` from `handles` towards `targets` (only the `moving` ones given to the
+    drag): MD before, after (None: a landmark was lost), and of the tracked points."""
+    found = landmarks_of(result.image, names)
+    return {
+        "points": len(names),
+        "landmarks": names[0] if len(names) == 1 else "",
+        "method": method,
+        "md_nothing": round(mean_distance(handles, targets), 4),
+        "md": None if found is None else round(mean_distance(found, targets), 4),
+        "md_tracked": round(mean_distance(np.array(result.points), targets[moving]), 4),
+        "seconds": round(result.seconds, 3),
+        "steps": result.steps,
+    }
 
 
 def one_point_landmark(seed: int, pair: int) -> str:
@@ -140,21 +167,8 @@ def manipulation(G, args, methods, counts) -> dict:
                     feature_resolution=args.feature_resolution,
                     **settings_of(args),
                 )
-                found = landmarks_of(result.image, names)
                 edits.append(
-                    {
-                        "pair": pair,
-                        "points": n,
-                        "landmarks": names[0] if n == 1 else "",
-                        "method": method,
-                        "md_nothing": round(mean_distance(handles, targets), 4),
-                        "md": None if found is None else round(mean_distance(found, targets), 4),
-                        "md_tracked": round(
-                            mean_distance(np.array(result.points), targets[moving]), 4
-                        ),
-                        "seconds": round(result.seconds, 3),
-                        "steps": result.steps,
-                    }
+                    {"pair": pair, **edit_row(method, names, handles, targets, moving, result)}
                 )
         log(f"manipulation: pair {pair + 1 - args.first_pair}/{args.pairs}")
     return {"rows": summarise_manipulation(edits), "pairs_skipped_undetected": skipped,

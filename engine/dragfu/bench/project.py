@@ -18,16 +18,21 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dragfu.bench.stats import log, summarise
+from dragfu.errors import BadInputError
 from dragfu.project import ProjectSettings, project
 from dragfu.project.losses import psnr
+
+ARMS = ("projected", "generated")  # whose landmarks are dragged
 
 SWEEP = {
     # label: changes to the defaults (the first runs of the sweep are in docs/benchmarks.md)
@@ -61,12 +66,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perceptual", default=defaults.perceptual)
     parser.add_argument("--drag-images", type=int, default=10, help="projected renders dragged")
     parser.add_argument("--drag-steps", type=int, default=300)
+    parser.add_argument(
+        "--arms", default="projected,generated",
+        help="whose landmarks are dragged: projected renders, generated images, or both",
+    )  # fmt: skip
     parser.add_argument("--no-drag", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="compare candidate settings instead")
     parser.add_argument("--sweep-only", default="", help="comma list of sweep labels (default all)")
     parser.add_argument("--speed-512", action="store_true", help="also time the 512 config")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as is)")
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--project-setting", action="append", default=[], metavar="NAME=VALUE",
+        help="a ProjectSettings field, e.g. locality_weight=1 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="NAME=VALUE",
+        help="a DragSettings field for every drag, e.g. lr=0.002 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache", default=None, metavar="DIR",
+        help="keep the projections in this projection cache: a rerun with other drag settings "
+        "projects nothing again",
+    )  # fmt: skip
+    parser.add_argument(
+        "--merge", nargs="+", metavar="RESULT.json",
+        help="merge the drag edits and per-image rows of these runs instead of running",
+    )  # fmt: skip
+    parser.add_argument(
+        "--save-lost", default=None, metavar="DIR",
+        help="write before | after | target PNGs of the drags that lost a landmark",
+    )  # fmt: skip
 
 
 def held_out_renders(count: int, seed: int) -> list[tuple[np.ndarray, object]]:
@@ -89,21 +119,31 @@ def load_average() -> list[float] | None:
 
 
 def _settings(args: argparse.Namespace, **changes) -> ProjectSettings:
-    return ProjectSettings(
+    from dragfu.bench.drag import parse_settings
+
+    base = ProjectSettings(
         w_steps=args.w_steps,
         wplus_steps=args.wplus_steps,
         tune_steps=args.tune_steps,
         perceptual=args.perceptual,
-    ).replace(**changes)
+    )
+    given = parse_settings(getattr(args, "project_setting", None))
+    return ProjectSettings.from_dict({**base.to_dict(), **given, **changes})
 
 
-def quality(G, photos, settings: ProjectSettings) -> tuple[dict, list, list]:
+def quality(
+    G, photos, settings: ProjectSettings, cache=None, first_image: int = 0
+) -> tuple[dict, list, list]:
+    """With a ProjectionCache, cached projections count with the seconds they first took."""
     rows = {"W": [], "W+": [], "W+ tuned": []}
     per_image, projections = [], []
     cpu_seconds = []
     for index, (photo, _) in enumerate(photos):
         cpu_start = time.process_time()  # CPU time of this process: what the load does not inflate
-        p = project(G, photo, settings=settings)
+        if cache is None:
+            p = project(G, photo, settings=settings)
+        else:
+            p = cache.get_or_project(G, photo, settings=settings)
         cpu_seconds.append(time.process_time() - cpu_start)
         projections.append(p)
         stages = p.stages
@@ -112,8 +152,12 @@ def quality(G, photos, settings: ProjectSettings) -> tuple[dict, list, list]:
             if stage not in stages:
                 continue
             seconds = p.seconds - sum(stages[s].seconds for s in later[stage] if s in stages)
+            if getattr(p, "cached", False):
+                seconds = math.nan  # a cache hit's seconds are a file read, not a projection
             rows[config].append((stages[stage].psnr, stages[stage].ssim, seconds))
-        per_image.append({"image": index, "cpu_seconds": round(cpu_seconds[-1], 2), **p.quality()})
+        per_image.append(
+            {"image": first_image + index, "cpu_seconds": round(cpu_seconds[-1], 2), **p.quality()}
+        )
         log(
             f"project {index + 1}/{len(photos)}: "
             + ", ".join(f"{k} {v.psnr:.2f} dB" for k, v in stages.items())
@@ -128,23 +172,31 @@ def quality(G, photos, settings: ProjectSettings) -> tuple[dict, list, list]:
         for config, values in rows.items()
         if values
     }
-    if "W+ tuned" in table:
+    if "W+ tuned" in table and not any(getattr(p, "cached", False) for p in projections):
         table["W+ tuned"]["cpu_seconds"] = summarise(cpu_seconds, extremes=True)
     return table, per_image, projections
 
 
 def drag_section(G, photos, projections, args) -> dict:
-    from dragfu.bench.drag import FIVE, landmarks_of, mean_distance, movable_box, still_to_move
+    from dragfu.bench.drag import (
+        FIVE,
+        edit_row,
+        landmarks_of,
+        mean_distance,
+        movable_box,
+        settings_of,
+        still_to_move,
+    )
     from dragfu.drag import drag
     from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed
     from dragfu.toy import LANDMARK_NAMES
 
     first = args.first_image
+    overrides = settings_of(args)
     # whose landmarks are the targets
     goals = held_out_renders(first + len(projections), args.seed + 1)[first:]
-    md = {f"{n}pt": {"projected": [], "generated": [], "nothing_projected": []} for n in (1, 5)}
-    lost = {"projected": 0, "generated": 0}
-    outside = {"drag_vs_photo": [], "reconstruction_vs_photo": [], "md_masked": []}
+    edits: list[dict] = []
+    fidelity: list[dict] = []
     for index, p in enumerate(projections):
         photo = photos[index][0]
         goal = goals[index][0]
@@ -162,21 +214,22 @@ def drag_section(G, photos, projections, args) -> dict:
                 ("projected", p.generator, p.ws, photo),
                 ("generated", G, ws_generated, generated),
             ):
+                if kind not in args.arms.split(","):
+                    continue
                 handles = landmarks_of(image, names)
                 if handles is None or mean_distance(handles, targets) < 1.0:
                     continue
-                if kind == "projected":
-                    md[f"{n}pt"]["nothing_projected"].append(mean_distance(handles, targets))
                 moving = still_to_move(handles, targets)
                 result = drag(
                     generator, ws.to(next(generator.parameters()).device),
                     handles[moving].tolist(), targets[moving].tolist(), max_steps=args.drag_steps,
+                    **overrides,
                 )  # fmt: skip
-                found = landmarks_of(result.image, names)
-                if found is None:
-                    lost[kind] += 1
-                else:
-                    md[f"{n}pt"][kind].append(mean_distance(found, targets))
+                # summarise_manipulation's rows: one "method" per arm
+                row = edit_row(kind, names, handles, targets, moving, result)
+                edits.append({"image": first + index, **row})
+                if row["md"] is None and args.save_lost:
+                    save_lost(args.save_lost, edits[-1], image, result.image, goal)
         # Fidelity: one point moved 5 px inside a movable box; the rest should stay the photo.
         name = ("mouth_left", "mouth_right", "mouth", "left_eye", "right_eye")[rng.randint(5)]
         handle = landmarks_of(photo, [name])
@@ -188,27 +241,132 @@ def drag_section(G, photos, projections, args) -> dict:
             mask = movable_box(handle[0], target, G.img_resolution)
             result = drag(
                 p.generator, p.ws.to(next(p.generator.parameters()).device), handle.tolist(),
-                [target.tolist()], mask=mask, max_steps=args.drag_steps,
+                [target.tolist()], mask=mask, max_steps=args.drag_steps, **overrides,
             )  # fmt: skip
             weight = (~mask).astype(np.float64)
-            outside["drag_vs_photo"].append(psnr(result.image, photo, weight))
-            outside["reconstruction_vs_photo"].append(psnr(p.reconstruction, photo, weight))
             found = landmarks_of(result.image, [name])
-            if found is not None:
-                outside["md_masked"].append(mean_distance(found, target[None]))
+            fidelity.append(
+                {
+                    "image": first + index,
+                    "drag_vs_photo": round(psnr(result.image, photo, weight), 4),
+                    "reconstruction_vs_photo": round(psnr(p.reconstruction, photo, weight), 4),
+                    "md_masked": None if found is None else round(
+                        mean_distance(found, target[None]), 4
+                    ),
+                }
+            )  # fmt: skip
         log(f"drag {index + 1}/{len(projections)}: load {load_average()}")
-    out: dict = {"landmarks_lost": lost}
-    for key, values in md.items():
-        row = {kind: summarise(v, extremes=True) for kind, v in values.items()}
-        if values["projected"] and values["generated"]:
-            row["md_ratio_projected_over_generated"] = round(
-                float(np.mean(values["projected"]))
-                / max(float(np.mean(values["generated"])), 1e-9),
-                3,
-            )
-        out[key] = row
-    out["fidelity_outside_psnr"] = {k: summarise(v, extremes=True) for k, v in outside.items()}
+    out = drag_table(edits, fidelity)
+    out["settings"] = overrides
+    out["edits"] = edits
+    out["fidelity_edits"] = fidelity
     return out
+
+
+def drag_table(edits: list[dict], fidelity: list[dict]) -> dict:
+    """Per point count: the projected and generated rows, landmarks lost per kind, and the ratio
+    of mean MDs (projected over generated) on the landmarks that survive and with a lost
+    landmark counted as no progress (its distance before the drag); and the fidelity drags'
+    PSNR outside the movable box against the photo."""
+    from dragfu.bench.drag import summarise_manipulation
+
+    from_both = [e for e in edits if e["method"] in ARMS]
+    table = summarise_manipulation(from_both) if from_both else {}
+    out: dict = {"landmarks_lost": {"projected": 0, "generated": 0}}
+    for key, row in table.items():
+        # Doing nothing differs per arm (other faces), unlike in the drag benchmark's rows.
+        row["md_nothing"] = {
+            kind: summarise([e["md_nothing"] for e in from_both
+                             if e["method"] == kind and f"{e['points']}pt" == key])
+            for kind in ARMS
+        }  # fmt: skip
+        for kind in ARMS:
+            if kind in row:
+                out["landmarks_lost"][kind] += row[kind]["landmarks_lost"]
+        if "projected" in row and "generated" in row:
+            for measure in ("md", "md_lost_as_nothing"):
+                projected = row["projected"][measure].get("mean")
+                generated = row["generated"][measure].get("mean")
+                if projected is not None and generated:
+                    row[f"{measure}_ratio_projected_over_generated"] = round(
+                        projected / generated, 3
+                    )
+        out[key] = row
+    out["fidelity_outside_psnr"] = {
+        measure: summarise([f[measure] for f in fidelity if f[measure] is not None], extremes=True)
+        for measure in ("drag_vs_photo", "reconstruction_vs_photo", "md_masked")
+    }
+    return out
+
+
+def merge(paths: list[str]) -> dict:
+    """One table from runs over other images (`--first-image`): their edits and per-image rows.
+
+    `RUN.json#projected` (or `#generated`) takes only that arm of a run, e.g. the generated images'
+    drags from an earlier run next to a new run's drags on projections made with other projection
+    settings (the generated arm does not depend on them). An arm's edit of an image given twice is
+    refused."""
+    runs, arms = [], []
+    for path in paths:
+        file, _, arm = path.partition("#")
+        if arm and arm not in ARMS:
+            raise BadInputError(f"{path}: the arm after # must be projected or generated")
+        runs.append(json.loads(Path(file).read_text()))
+        arms.append((arm,) if arm else ARMS)
+    # Per-image projection rows (and the fidelity drags, made on projections) go with the
+    # projected arm.
+    per_image = [
+        row
+        for run, a in zip(runs, arms, strict=True)
+        if "projected" in a
+        for row in run.get("per_image", [])
+    ]
+    drags = [
+        (run["drag"], a)
+        for run, a in zip(runs, arms, strict=True)
+        if isinstance(run.get("drag"), dict)
+    ]
+    out: dict = {
+        "merged_from": [
+            {"path": path, "first_image": run.get("first_image"), "images": run.get("images")}
+            for path, run in zip(paths, runs, strict=True)
+        ],
+        "images": len(per_image),
+        "quality": {
+            stage: {
+                measure: summarise(
+                    [row["stages"][stage][measure] for row in per_image if stage in row["stages"]],
+                    extremes=True,
+                )
+                for measure in ("psnr", "ssim")
+            }
+            for stage in ("w", "w+", "tune")
+        },
+    }
+    if drags:
+        settings = [d.get("settings", {}) for d, _ in drags]
+        if any(s != settings[0] for s in settings):
+            raise BadInputError(f"these runs dragged with other settings: {settings}")
+        edits = [e for d, a in drags for e in d["edits"] if e["method"] in a]
+        seen: set = set()
+        for e in edits:
+            key = (e["image"], e["points"], e["method"])
+            if key in seen:
+                raise BadInputError(f"image {key[0]}'s {key[1]}-point {key[2]} drag is in two runs")
+            seen.add(key)
+        fidelity = [f for d, a in drags if "projected" in a for f in d.get("fidelity_edits", [])]
+        out["drag"] = drag_table(edits, fidelity)
+        out["drag"]["settings"] = settings[0]
+    return out
+
+
+def save_lost(folder: str, edit: dict, before: np.ndarray, after: np.ndarray, goal: np.ndarray):
+    """Before | after | the target render, side by side, for a drag that lost a landmark."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    name = f"image{edit['image']:02d}_{edit['points']}pt_{edit['method']}.png"
+    Image.fromarray(np.concatenate([before, after, goal], axis=1)).save(os.path.join(folder, name))
 
 
 def sweep(G, photos, args) -> dict:
@@ -272,6 +430,11 @@ def run(args: argparse.Namespace) -> dict:
     from dragfu.device import choose_device
     from dragfu.models import load_generator
 
+    if getattr(args, "merge", None):
+        return merge(args.merge)
+    unknown = set(args.arms.split(",")) - set(ARMS)
+    if unknown:
+        raise BadInputError(f"--arms: unknown {', '.join(sorted(unknown))}; choose from {ARMS}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
@@ -295,7 +458,14 @@ def run(args: argparse.Namespace) -> dict:
     elif args.sweep:
         result["sweep"] = sweep(G, photos, args)
     else:
-        table, per_image, projections = quality(G, photos, settings)
+        cache = None
+        if args.cache:
+            from dragfu.project import ProjectionCache
+
+            cache = ProjectionCache(args.cache, max_bytes=1 << 40)
+        table, per_image, projections = quality(G, photos, settings, cache, args.first_image)
+        if cache is not None:
+            result["projections_from_cache"] = cache.hits
         result["quality"] = table
         result["per_image"] = per_image
         if not args.no_drag and args.drag_images > 0:

@@ -30,6 +30,7 @@ from dragfu.project import (
     project,
     save_projection,
 )
+from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING
 
 
 def _steps(text: str) -> int:
@@ -67,14 +68,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"W projection steps (default {defaults.w_steps})",
     )  # fmt: skip
     parser.add_argument(
-        "--wplus-steps", type=_steps, default=defaults.wplus_steps,
-        help=f"W+ refinement steps (default {defaults.wplus_steps})",
+        "--wplus-steps", type=_steps, default=None,
+        help=f"W+ refinement steps (default {defaults.wplus_steps}; "
+        f"{WPLUS_STEPS_WITHOUT_TUNING} with --no-tune)",
     )  # fmt: skip
     parser.add_argument(
         "--tune-steps", type=_steps, default=defaults.tune_steps,
         help=f"pivotal tuning steps (default {defaults.tune_steps})",
     )  # fmt: skip
-    parser.add_argument("--no-tune", action="store_true", help="skip pivotal tuning (latent only)")
+    parser.add_argument(
+        "--no-tune", action="store_true",
+        help="skip pivotal tuning: the latent only (W, then W+ refinement)",
+    )  # fmt: skip
     parser.add_argument(
         "--perceptual", choices=("auto", "lpips", "fallback"), default=defaults.perceptual,
         help="perceptual loss: LPIPS (needs vgg16.pt), the built-in fallback, or auto (default)",
@@ -100,9 +105,12 @@ def run(args: argparse.Namespace) -> int:
         mask = read_mask(args.mask)
         if mask.shape != image.shape[:2]:
             mask = resize_weight(mask, (image.shape[1], image.shape[0]))
+    wplus_steps = args.wplus_steps
+    if wplus_steps is None:
+        wplus_steps = WPLUS_STEPS_WITHOUT_TUNING if args.no_tune else ProjectSettings.wplus_steps
     settings = ProjectSettings(
         w_steps=args.steps,
-        wplus_steps=args.wplus_steps,
+        wplus_steps=wplus_steps,
         tune_steps=0 if args.no_tune else args.tune_steps,
         perceptual=args.perceptual,
         seed=args.seed,

@@ -5,11 +5,12 @@ Stages (each skipped when its step count is 0):
    learning-rate schedule (linear ramp-up, cosine ramp-down) while a ramped-down Gaussian noise on w
    explores around it; the generator's constant noise maps are optimised with it, kept noise-like by
    the multi-scale autocorrelation regulariser (the recipe of Karras et al., StyleGAN2 sec. 5).
-2. W+: one w per layer, from the W result (more freedom: closer reconstructions, less editable).
+2. W+: one w per layer, from the W result (more freedom: closer reconstructions, less editable;
+   off by default, since tuning closes the gap and drags on a W+ pivot tear more often).
 3. Pivotal tuning (Roich et al., "Pivotal Tuning for Latent-based Editing of Real Images"): the latent
    is now a fixed pivot and the synthesis weights of a copy of the generator are fine-tuned (pixel L2 +
-   perceptual loss) until the generator reproduces the image there; an optional locality regulariser
-   keeps the copy's output unchanged at codes away from the pivot.
+   perceptual loss) until the generator reproduces the image there; PTI's optional locality
+   regulariser keeps the copy's output unchanged at codes away from the pivot, where a drag goes.
 
 The result keeps the W+ latent, the tuned generator (a copy; the input generator is never changed),
 and the compact difference of its weights, which `save_projection` stores.

@@ -16,6 +16,8 @@ from typing import Any
 from dragfu.errors import BadInputError
 
 PERCEPTUAL_CHOICES = ("auto", "lpips", "fallback")
+#: W+ refinement steps when there is no pivotal tuning to close the gap (`dragfu project --no-tune`)
+WPLUS_STEPS_WITHOUT_TUNING = 100
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,11 @@ class ProjectSettings:
     # Keep the optimised noise maps in the result (part of `tuned_delta`). Off: the result uses the
     # model's own constant noise, like PTI, so a drag moves content without a noise map stuck in place.
     keep_noise: bool = False
-    # --- Stage 2: W+ refinement (one w per layer), from the W result.
-    wplus_steps: int = 100
+    # --- Stage 2: W+ refinement (one w per layer), from the W result. Off by default: PTI tunes
+    # around the W result, and on the toy model drags on a W pivot lose far fewer landmarks than on
+    # a W+ one (whose codes leave the model's range), at the same PSNR after tuning. `--no-tune`
+    # runs it (WPLUS_STEPS_WITHOUT_TUNING), as without tuning it is worth +3.6 dB.
+    wplus_steps: int = 0
     wplus_lr: float = 0.1
     # --- Stage 3: pivotal tuning (Roich et al.): fine-tune the synthesis weights around the pivot.
     tune_steps: int = 300  # PTI: 350
@@ -47,8 +52,12 @@ class ProjectSettings:
     tune_l2_weight: float = 30.0  # PTI: 1 (next to LPIPS); 30 here: +2 dB PSNR and higher SSIM
     tune_perceptual_weight: float = 1.0  # PTI: 1 (LPIPS)
     tune_stop_loss: float = 0.0  # PTI: stop once LPIPS < 0.06; 0 = never stop early
-    locality_weight: float = 0.0  # PTI's locality regulariser: 0 = off (PTI's default: off)
-    locality_alpha: float = 30.0  # PTI: 30 (distance from the pivot towards a random w)
+    # PTI's locality regulariser: at a code `locality_alpha` from the pivot towards a random w (in
+    # the norm of the whole [num_ws, w_dim] latent), the tuned generator must draw what the
+    # original draws (pixel MSE, times this weight). Off, as in PTI: on 30 projected renders,
+    # weight 30 cost 3.5 dB and 15 s per image for one landmark fewer lost (docs/benchmarks.md).
+    locality_weight: float = 0.0
+    locality_alpha: float = 30.0  # PTI: 30
     # --- Losses and the rest.
     perceptual: str = "auto"  # "auto": LPIPS when its weights are found, else the fallback
     use_alpha: bool = True  # alpha of an RGBA input weights the loss (transparent = ignored)
@@ -56,6 +65,16 @@ class ProjectSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Whole numbers given for float fields (30 from JSON, say) become floats, so that equal
+        # settings have one canonical JSON and so one cache key.
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, item.name, float(value))
+            elif item.type == "float" and not isinstance(value, float):
+                raise BadInputError(
+                    f"projection setting {item.name} must be a number, got {value!r}"
+                )
         for name in ("w_steps", "wplus_steps", "tune_steps", "w_avg_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
