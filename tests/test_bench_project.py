@@ -1,5 +1,6 @@
 """The projection benchmark's bookkeeping: the drag table (projected vs generated, lost landmarks,
-ratios), settings given on the command line, merging runs over other images.
+ratios), settings given on the command line, merging runs over other images, the quality rows
+(on a tiny model).
 
 (The benchmark itself is never part of the test run.)"""
 
@@ -8,11 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from dragfu.bench import project as bench
 from dragfu.bench.drag import parse_settings
 from dragfu.errors import BadInputError
+from dragfu.project import ProjectionCache, ProjectSettings, project
+from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING
+from tests.conftest import make_tiny_generator
 
 
 def edit(image, points, kind, md, md_nothing=10.0):
@@ -118,3 +123,28 @@ def test_merging_one_arm_of_each_run(tmp_path):
         bench.merge([str(both), f"{projected_only}#projected"])
     with pytest.raises(BadInputError, match="projected or generated"):
         bench.merge([f"{both}#both"])
+
+
+def test_quality_rows_name_the_stages_and_measure_no_tune_apart(tmp_path):
+    G = make_tiny_generator()
+    photos = [
+        (np.random.default_rng(k).integers(0, 256, (32, 32, 3), np.uint8), None) for k in (0, 1)
+    ]
+    settings = ProjectSettings(w_steps=3, tune_steps=2, w_avg_samples=100)  # the default W pivot
+    table, per_image, _ = bench.quality(G, photos, settings, first_image=7)
+    assert set(table) == {"W", "W + tuning", "W + W+ (--no-tune)"}
+    assert [row["image"] for row in per_image] == [7, 8]
+    alone = project(G, photos[0][0], settings=settings.replace(
+        tune_steps=0, wplus_steps=WPLUS_STEPS_WITHOUT_TUNING))  # fmt: skip
+    assert per_image[0]["no_tune"]["psnr"] == round(alone.psnr, 3)
+    assert table["W + tuning"]["cpu_seconds"]["n"] == 2
+    # with the W+ stage on, the tuned row says so; from a cache, no seconds are counted
+    cache = ProjectionCache(tmp_path)
+    with_wplus = settings.replace(wplus_steps=2)
+    bench.quality(G, photos, with_wplus, cache, no_tune_row=False)
+    again, _, _ = bench.quality(G, photos, with_wplus, cache, no_tune_row=False)
+    assert set(again) == {"W", "W + W+", "W + W+ + tuning"}
+    assert (
+        again["W + W+ + tuning"]["seconds"] == {"n": 0}
+        and "cpu_seconds" not in again["W + W+ + tuning"]
+    )

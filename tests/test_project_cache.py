@@ -269,10 +269,11 @@ def test_benchmark_runs_end_to_end_on_a_tiny_model(model_file):
          "--tune-steps", "2", "--no-drag"]
     )  # fmt: skip
     result = bench.run(args)
-    assert set(result["quality"]) == {"W", "W+", "W+ tuned"}
+    configurations = ("W", "W + W+", "W + W+ + tuning")
+    assert set(result["quality"]) == {*configurations, "W + W+ (--no-tune)"}
     for row in result["quality"].values():
         assert row["psnr"]["n"] == 2 and row["seconds"]["mean"] > 0
     # each configuration includes the stages before it
-    seconds = [result["quality"][c]["seconds"]["mean"] for c in ("W", "W+", "W+ tuned")]
+    seconds = [result["quality"][c]["seconds"]["mean"] for c in configurations]
     assert seconds == sorted(seconds)
     assert len(result["per_image"]) == 2 and "targets" in result

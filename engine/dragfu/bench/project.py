@@ -2,10 +2,11 @@
 into the toy model, the stand-in for projecting users' photos.
 
 Sections:
-- quality: PSNR / SSIM / seconds of W, W+, and W+ with pivotal tuning. One projection per image
-  with all three stages; each configuration's numbers are those of its last stage (a stage never
-  depends on later ones, so this equals running the shorter configuration alone), and its seconds
-  are the total minus the later stages.
+- quality: PSNR / SSIM / seconds of W, W + tuning (the default; W + W+ + tuning when the W+
+  stage is on) and W + W+ (what `--no-tune` returns, projected separately unless --skip-no-tune).
+  Each configuration's numbers are those of its last stage (a stage never depends on later ones,
+  so this equals running the shorter configuration alone), its seconds the total minus the later
+  stages.
 - drag: landmark drags on the projected renders (1 and 5 points, targets = another render's
   landmarks, as in `dragfu bench drag`'s manipulation set-up) with the tuned generator; mean distance
   (MD) of the detected landmarks to the targets, next to the same drags on generated images; and
@@ -31,6 +32,7 @@ from dragfu.bench.stats import log, summarise
 from dragfu.errors import BadInputError
 from dragfu.project import ProjectSettings, project
 from dragfu.project.losses import psnr
+from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING
 
 ARMS = ("projected", "generated")  # whose landmarks are dragged
 
@@ -71,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="whose landmarks are dragged: projected renders, generated images, or both",
     )  # fmt: skip
     parser.add_argument("--no-drag", action="store_true")
+    parser.add_argument(
+        "--skip-no-tune", action="store_true",
+        help="do not also project each image as --no-tune does (W, then W+ refinement)",
+    )  # fmt: skip
     parser.add_argument("--sweep", action="store_true", help="compare candidate settings instead")
     parser.add_argument("--sweep-only", default="", help="comma list of sweep labels (default all)")
     parser.add_argument("--speed-512", action="store_true", help="also time the 512 config")
@@ -132,35 +138,52 @@ def _settings(args: argparse.Namespace, **changes) -> ProjectSettings:
 
 
 def quality(
-    G, photos, settings: ProjectSettings, cache=None, first_image: int = 0
+    G, photos, settings: ProjectSettings, cache=None, first_image: int = 0, no_tune_row: bool = True
 ) -> tuple[dict, list, list]:
-    """With a ProjectionCache, cached projections count with the seconds they first took."""
-    rows = {"W": [], "W+": [], "W+ tuned": []}
+    """PSNR / SSIM / seconds per configuration: W and the full projection from the `settings`
+    projection (with W+ in between when its stage runs), and with `no_tune_row` also what
+    `dragfu project --no-tune` returns (W, then W+ refinement), projected separately.
+    Cache hits (a ProjectionCache given) count no seconds."""
+    tuned = "W + W+ + tuning" if settings.wplus_steps else "W + tuning"
+    rows: dict[str, list] = {"W": [], "W + W+": [], tuned: [], "W + W+ (--no-tune)": []}
+    no_tune = settings.replace(tune_steps=0, wplus_steps=WPLUS_STEPS_WITHOUT_TUNING)
     per_image, projections = [], []
     cpu_seconds = []
+
+    def add(config: str, p, stage: str, later: tuple[str, ...]) -> None:
+        stages = p.stages
+        seconds = p.seconds - sum(stages[s].seconds for s in later if s in stages)
+        if getattr(p, "cached", False):
+            seconds = math.nan  # a cache hit's seconds are a file read, not a projection
+        rows[config].append((stages[stage].psnr, stages[stage].ssim, seconds))
+
     for index, (photo, _) in enumerate(photos):
         cpu_start = time.process_time()  # CPU time of this process: what the load does not inflate
-        if cache is None:
-            p = project(G, photo, settings=settings)
-        else:
-            p = cache.get_or_project(G, photo, settings=settings)
+        p = project(G, photo, settings=settings) if cache is None else cache.get_or_project(
+            G, photo, settings=settings
+        )  # fmt: skip
         cpu_seconds.append(time.process_time() - cpu_start)
         projections.append(p)
-        stages = p.stages
-        later = {"w": ("w+", "tune"), "w+": ("tune",), "tune": ()}
-        for config, stage in (("W", "w"), ("W+", "w+"), ("W+ tuned", "tune")):
-            if stage not in stages:
-                continue
-            seconds = p.seconds - sum(stages[s].seconds for s in later[stage] if s in stages)
-            if getattr(p, "cached", False):
-                seconds = math.nan  # a cache hit's seconds are a file read, not a projection
-            rows[config].append((stages[stage].psnr, stages[stage].ssim, seconds))
-        per_image.append(
-            {"image": first_image + index, "cpu_seconds": round(cpu_seconds[-1], 2), **p.quality()}
-        )
+        for config, stage, later in (
+            ("W", "w", ("w+", "tune")), ("W + W+", "w+", ("tune",)), (tuned, "tune", ()),
+        ):  # fmt: skip
+            if stage in p.stages:
+                add(config, p, stage, later)
+        row = {
+            "image": first_image + index,
+            "cpu_seconds": round(cpu_seconds[-1], 2),
+            **p.quality(),
+        }
+        if no_tune_row and no_tune.w_steps and no_tune.wplus_steps and settings.tune_steps:
+            q = project(G, photo, settings=no_tune) if cache is None else cache.get_or_project(
+                G, photo, settings=no_tune
+            )  # fmt: skip
+            add("W + W+ (--no-tune)", q, "w+", ())
+            row["no_tune"] = q.quality()
+        per_image.append(row)
         log(
             f"project {index + 1}/{len(photos)}: "
-            + ", ".join(f"{k} {v.psnr:.2f} dB" for k, v in stages.items())
+            + ", ".join(f"{k} {v.psnr:.2f} dB" for k, v in p.stages.items())
             + f", {p.seconds:.1f} s (CPU {cpu_seconds[-1]:.1f} s), load {load_average()}"
         )
     table = {
@@ -172,8 +195,8 @@ def quality(
         for config, values in rows.items()
         if values
     }
-    if "W+ tuned" in table and not any(getattr(p, "cached", False) for p in projections):
-        table["W+ tuned"]["cpu_seconds"] = summarise(cpu_seconds, extremes=True)
+    if tuned in table and not any(getattr(p, "cached", False) for p in projections):
+        table[tuned]["cpu_seconds"] = summarise(cpu_seconds, extremes=True)
     return table, per_image, projections
 
 
@@ -463,7 +486,9 @@ def run(args: argparse.Namespace) -> dict:
             from dragfu.project import ProjectionCache
 
             cache = ProjectionCache(args.cache, max_bytes=1 << 40)
-        table, per_image, projections = quality(G, photos, settings, cache, args.first_image)
+        table, per_image, projections = quality(
+            G, photos, settings, cache, args.first_image, not args.skip_no_tune
+        )
         if cache is not None:
             result["projections_from_cache"] = cache.hits
         result["quality"] = table
@@ -476,9 +501,10 @@ def run(args: argparse.Namespace) -> dict:
             else:
                 count = min(args.drag_images, len(projections))
                 result["drag"] = drag_section(G, photos[:count], projections[:count], args)
-        tuned = table.get("W+ tuned", {})
+        tuned = table.get("W + tuning", table.get("W + W+ + tuning", {}))
+        wplus = table.get("W + W+ (--no-tune)", table.get("W + W+", {}))
         result["targets"] = {
-            "wplus_psnr_ge_24": table.get("W+", {}).get("psnr", {}).get("mean", 0) >= 24,
+            "wplus_psnr_ge_24": wplus.get("psnr", {}).get("mean", 0) >= 24,
             "tuned_psnr_ge_30": tuned.get("psnr", {}).get("mean", 0) >= 30,
             "default_seconds_le_60": tuned.get("seconds", {}).get("max", math.inf) <= 60,
         }
