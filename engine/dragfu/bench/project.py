@@ -150,18 +150,21 @@ def quality(
     per_image, projections = [], []
     cpu_seconds = []
 
+    def projection_of(photo: np.ndarray, chosen: ProjectSettings):
+        if cache is None:
+            return project(G, photo, settings=chosen)
+        return cache.get_or_project(G, photo, settings=chosen)
+
     def add(config: str, p, stage: str, later: tuple[str, ...]) -> None:
         stages = p.stages
         seconds = p.seconds - sum(stages[s].seconds for s in later if s in stages)
-        if getattr(p, "cached", False):
+        if p.cached:
             seconds = math.nan  # a cache hit's seconds are a file read, not a projection
         rows[config].append((stages[stage].psnr, stages[stage].ssim, seconds))
 
     for index, (photo, _) in enumerate(photos):
         cpu_start = time.process_time()  # CPU time of this process: what the load does not inflate
-        p = project(G, photo, settings=settings) if cache is None else cache.get_or_project(
-            G, photo, settings=settings
-        )  # fmt: skip
+        p = projection_of(photo, settings)
         cpu_seconds.append(time.process_time() - cpu_start)
         projections.append(p)
         for config, stage, later in (
@@ -175,9 +178,7 @@ def quality(
             **p.quality(),
         }
         if no_tune_row and no_tune.w_steps and no_tune.wplus_steps and settings.tune_steps:
-            q = project(G, photo, settings=no_tune) if cache is None else cache.get_or_project(
-                G, photo, settings=no_tune
-            )  # fmt: skip
+            q = projection_of(photo, no_tune)
             add("W + W+ (--no-tune)", q, "w+", ())
             row["no_tune"] = q.quality()
         per_image.append(row)
@@ -195,7 +196,7 @@ def quality(
         for config, values in rows.items()
         if values
     }
-    if tuned in table and not any(getattr(p, "cached", False) for p in projections):
+    if tuned in table and not any(p.cached for p in projections):
         table[tuned]["cpu_seconds"] = summarise(cpu_seconds, extremes=True)
     return table, per_image, projections
 
@@ -216,6 +217,7 @@ def drag_section(G, photos, projections, args) -> dict:
 
     first = args.first_image
     overrides = settings_of(args)
+    arms = args.arms.split(",")
     # whose landmarks are the targets
     goals = held_out_renders(first + len(projections), args.seed + 1)[first:]
     edits: list[dict] = []
@@ -226,8 +228,10 @@ def drag_section(G, photos, projections, args) -> dict:
         # Drawn per image, so that a run split by --first-image draws what one run draws.
         rng = np.random.RandomState([args.seed, first + index])
         ws_generated = ws_from_seed(G, 50_000 + first + index, DEFAULT_PSI)
-        with torch.no_grad():
-            generated = to_uint8(G.synthesis(ws_generated, noise_mode="const"))
+        generated = None
+        if "generated" in arms:
+            with torch.no_grad():
+                generated = to_uint8(G.synthesis(ws_generated, noise_mode="const"))
         for n in (1, 5):
             names = [LANDMARK_NAMES[rng.randint(len(LANDMARK_NAMES))]] if n == 1 else list(FIVE)
             targets = landmarks_of(goal, names)
@@ -237,7 +241,7 @@ def drag_section(G, photos, projections, args) -> dict:
                 ("projected", p.generator, p.ws, photo),
                 ("generated", G, ws_generated, generated),
             ):
-                if kind not in args.arms.split(","):
+                if kind not in arms:
                     continue
                 handles = landmarks_of(image, names)
                 if handles is None or mean_distance(handles, targets) < 1.0:
