@@ -1,8 +1,7 @@
-"""Shared fixtures: the NVIDIA reference data beside the checkout, small random generators."""
+"""Shared fixtures: the NVIDIA reference data (tests/data/nvidia_reference), small random generators."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -21,13 +20,14 @@ SERVE_COMMAND = [
     "--idle-timeout",
     "120",
 ]
-REFERENCE = Path(os.environ.get("DRAGFU_REFERENCE", REPO.parent / "shared" / "reference"))
+# NVIDIA-generated reference data, carried by the repository (its README says what each file is).
+REFERENCE = REPO / "tests" / "data" / "nvidia_reference"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE / "tiny_generator.safetensors").exists():
-        pytest.fail(f"NVIDIA reference data missing at {REFERENCE} (set DRAGFU_REFERENCE)")
+        pytest.fail(f"NVIDIA reference data missing at {REFERENCE}: the checkout is incomplete")
     return REFERENCE
 
 
