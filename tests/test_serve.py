@@ -237,7 +237,10 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     with Image.open(io.BytesIO(result.parts["image"].data)) as png:
         assert png.size == (32, 24)  # reconstruction comes back at the sent size
     call = [c for c in h.backend.calls if c[0] == "project"][-1][1]
-    assert call["shape"] == (24, 32, 3) and call["weight"] == (24, 32) and call["cache"] is True
+    # The model sees the aligned frame ("crop": the whole image, centred, one scale: 2).
+    assert call["shape"] == (16, 16, 3) and call["weight"] == (16, 16) and call["cache"] is True
+    assert result.header["alignment"]["scale"] == pytest.approx(2.0)
+    assert result.header["alignment"]["centre"] == [16.0, 12.0]
 
     mask = np.zeros((24, 32), dtype=np.uint8)
     mask[:, 8:24] = 255
@@ -250,13 +253,16 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     )  # fmt: skip
     assert drag.type == "result", drag.header
     call = h.backend.calls[-1][1]
-    # x scales by 16/32, y by 16/24.
+    # model = (image - centre (16, 12)) / 2 + (8, 8)
     assert call["handles"] == [pytest.approx((4.0, 8.0))]
-    assert call["targets"] == [pytest.approx((8.0, 12.0))]
+    assert call["targets"] == [pytest.approx((8.0, 11.0))]
     assert call["waypoints"] == [[pytest.approx((6.0, 8.0))]]
     assert call["mask"] == (16, 16)
     assert drag.header["points"][0] == pytest.approx([16, 18], abs=0.01)
-    assert drag.parts["image"].array().shape == (24, 32, 3)
+    # Only the changed box comes back, and nothing outside the movable columns 8..24 changed.
+    x, y, w, h_ = drag.header["box"]
+    assert drag.parts["image"].array().shape == (h_, w, 3)
+    assert 8 <= x and x + w <= 24 and w > 0
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,8 @@ MAX_WAYPOINTS_PER_HANDLE = 256
 MAX_STEPS = 100_000
 MAX_IMAGE_SIDE = 8192
 OUTPUT_FORMATS = ("png", "array")
+ALIGNMENTS = ("crop", "auto")
+PASTE_MODES = ("warp", "render")
 
 
 class ProtocolError(DragfuError):
@@ -94,6 +96,10 @@ class Project:
     output: str
     preview_every: int
     cache: bool = True  # reuse / fill the engine's on-disk projection cache
+    # How the image maps to the model's frame: "auto" (searched near align_points), "crop" (the
+    # whole image, centred, uniform scale) or {"scale", "angle", "centre"} (image coordinates).
+    alignment: str | dict[str, Any] = "crop"
+    align_points: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class Drag:
     output: str
     drag_seed: int
     options: dict[str, Any] = field(default_factory=dict)
+    paste: str = "warp"  # how a projected image gets the edit: "warp" its pixels, or "render"
 
 
 @dataclass(frozen=True)
@@ -355,6 +362,20 @@ def parse_request(frame: Frame) -> Request:
         cache = header.get("cache", True)
         if not isinstance(cache, bool):
             raise _bad("bad_request", "'cache' must be true or false", rid)
+        alignment = header.get("alignment", "crop")
+        if not (alignment in ALIGNMENTS or isinstance(alignment, dict)):
+            raise _bad(
+                "bad_request",
+                f"'alignment' must be one of {list(ALIGNMENTS)} or an object "
+                f"{{scale, angle, centre}}, got {alignment!r}",
+                rid,
+            )
+        align_points = header.get("align_points")
+        align_points = parse_points(align_points, "align_points", rid) if align_points else []
+        if alignment == "auto" and not align_points:
+            raise _bad(
+                "bad_request", "'alignment': 'auto' needs 'align_points' (the drag points)", rid
+            )
         return Project(
             rid,
             _str_field(header, "model", rid),
@@ -364,6 +385,8 @@ def parse_request(frame: Frame) -> Request:
             _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
             _int_field(header, "preview_every", 0, 0, MAX_STEPS, rid),
             cache,
+            alignment,
+            align_points,
         )
 
     if kind == "drag":
@@ -431,6 +454,7 @@ def parse_request(frame: Frame) -> Request:
             _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
             _int_field(header, "drag_seed", 0, 0, 2**32 - 1, rid),
             options,
+            _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
         )
 
     if kind == "cancel":

@@ -64,25 +64,6 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # Images at the protocol boundary
 
 
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 [H, W, 3] -> [h, w, 3] for size (w, h); Lanczos (antialiased when shrinking)."""
-    if image.shape[1] == size[0] and image.shape[0] == size[1]:
-        return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """bool [H, W] -> [h, w], nearest: the movable region keeps hard edges."""
-    if mask.shape[1] == size[0] and mask.shape[0] == size[1]:
-        return mask
-    from PIL import Image
-
-    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
-    return np.asarray(resized) >= 128
-
-
 def image_part(name: str, image: np.ndarray, output: str) -> Part:
     """An RGB uint8 image as a payload part: PNG (fast compression: it is a pipe, not a file) or raw."""
     if output == "array":
@@ -194,6 +175,11 @@ class EngineBackend:
         with torch.no_grad():
             return to_uint8(G.synthesis(ws, noise_mode="const"))
 
+    def mean_image(self, G: Any) -> np.ndarray:
+        """The model's image of its mean latent: the average subject, which alignment looks for."""
+        ws = G.mapping.w_avg[None, None].repeat(1, G.num_ws, 1)
+        return self.render(G, ws)
+
     def project(
         self, G, image, weight_mask, settings, callback, cancel, cache=True
     ) -> ProjectOutcome:
@@ -283,6 +269,7 @@ class Latent:
     generator: Any
     ws: Any
     size: tuple[int, int]  # (width, height) of the client's image these coordinates refer to
+    frame: Any = None  # dragfu.photo.PhotoFrame of a projected image; None for a seed's latent
 
 
 @dataclass
@@ -314,6 +301,7 @@ class Server:
         self.max_latents = max_latents
         self.models: dict[str, Any] = {}
         self.latents: collections.OrderedDict[str, Latent] = collections.OrderedDict()
+        self.mean_images: dict[str, np.ndarray | None] = {}
         self._next_latent = 0
         self._write_lock = threading.Lock()
         self._jobs_lock = threading.Lock()
@@ -606,12 +594,26 @@ class Server:
             )
         )  # fmt: skip
 
+    def _mean_image(self, name: str, G: Any) -> np.ndarray | None:
+        if name not in self.mean_images:
+            mean_image = getattr(self.backend, "mean_image", None)
+            self.mean_images[name] = None if mean_image is None else mean_image(G)
+        return self.mean_images[name]
+
     def _project(self, job: Job) -> None:
+        from dragfu.photo import PhotoFrame, choose_alignment
+
         request: m.Project = job.request
         start = time.perf_counter()
         name, G = self._model(request.model, job)
         model_width, model_height = self.backend.image_size(G)
         height, width = request.image.shape[:2]
+        alignment, notes = choose_alignment(
+            request.image, (model_width, model_height), request.alignment,
+            request.align_points, lambda: self._mean_image(name, G),
+        )  # fmt: skip
+        align_seconds = time.perf_counter() - start
+        frame = PhotoFrame(request.image, alignment, before=None)
 
         def on_progress(progress: Any) -> None:
             self._check_cancel(job)
@@ -627,48 +629,48 @@ class Server:
             parts = None
             preview = getattr(progress, "preview", None)
             if request.preview_every and preview is not None and step % request.preview_every == 0:
-                parts = [
-                    image_part(
-                        "preview", resize_rgb(np.asarray(preview), (width, height)), request.output
-                    )
-                ]
+                parts = [image_part("preview", np.asarray(preview), request.output)]
+                fields["space"] = "model"
             self.send(m.progress_header(request.id, "project", step, total, **fields), parts)
 
-        # The projection resamples the crop (and weight mask) to the model's image size itself.
+        # The model sees the aligned frame of the image, at its own size.
         outcome = self.backend.project(
             G,
-            request.image,
-            request.weight_mask,
+            frame.model_image(),
+            frame.model_weight(request.weight_mask),
             request.settings,
             on_progress,
             job.cancel,
             request.cache,
         )
         self._check_cancel(job)
+        frame.before = outcome.reconstruction
+        if frame.before is None:
+            frame.before = self.backend.render(outcome.generator, outcome.ws)
         latent_id = self._store_latent(
-            "p", Latent(name, outcome.generator, outcome.ws, (width, height))
+            "p", Latent(name, outcome.generator, outcome.ws, (width, height), frame)
         )
-        parts = None
-        if outcome.reconstruction is not None:
-            parts = [
-                image_part(
-                    "image",
-                    resize_rgb(np.asarray(outcome.reconstruction), (width, height)),
-                    request.output,
-                )
-            ]
+        # The projection as it would sit in the image (the model's frame put back).
+        shown = frame.paste(frame.before, None, "render").image
         fields = {
             **outcome.stats,  # the backend's numbers first: the protocol's own fields win
             "projection_id": latent_id, "latent_id": latent_id, "model": name,
             "size": [width, height], "model_size": [model_width, model_height],
+            "alignment": alignment.to_dict(), "align_seconds": round(align_seconds, 4),
             "seconds": round(time.perf_counter() - start, 4),
         }  # fmt: skip
-        self.send(m.result_header(request.id, "project", **fields), parts)
+        if notes:
+            fields["notes"] = notes
+        self.send(
+            m.result_header(request.id, "project", **fields),
+            [image_part("image", shown, request.output)],
+        )
 
     def _drag(self, job: Job) -> None:
         request: m.Drag = job.request
         start = time.perf_counter()
         rid = request.id
+        frame = None
         if request.latent_id is not None:
             latent = self.latents.get(request.latent_id)
             if latent is None:
@@ -678,6 +680,7 @@ class Server:
                 )  # fmt: skip
             self.latents.move_to_end(request.latent_id)
             name, G, ws, size = latent.model, latent.generator, latent.ws, latent.size
+            frame = latent.frame
             if request.model is not None and request.model != latent.model:
                 raise m.ProtocolError(
                     "bad_request",
@@ -707,19 +710,42 @@ class Server:
                     "'mask' is empty: nothing may move",
                     hint="select a region, or send no mask",
                 )
-            mask = resize_mask(mask, (model_width, model_height))
+        model_mask = None
+        if mask is not None:
+            model_mask = frame.model_mask(mask) if frame is not None else mask
+            if not model_mask.any():
+                raise m.ProtocolError(
+                    "bad_request",
+                    "'mask': the movable region lies outside the region the model sees",
+                    hint="select the region around the drag points",
+                )
 
-        # Client coordinates -> model coordinates (a pure scale: both are continuous pixel coords).
-        sx, sy = model_width / width, model_height / height
-
-        def to_model(points):
-            return [(x * sx, y * sy) for x, y in points]
+        # Client coordinates <-> model coordinates: through the photo's alignment, or the identity
+        # for a seed's own image.
+        def to_model(points, what="point"):
+            if frame is None:
+                return [(float(x), float(y)) for x, y in points]
+            try:
+                return frame.to_model(points, what)
+            except DragfuError as error:
+                raise m.ProtocolError("invalid_points", str(error)) from None
 
         def to_client(points):
-            return [(float(x) / sx, float(y) / sy) for x, y in points]
+            if frame is None:
+                return [(float(x), float(y)) for x, y in points]
+            return frame.to_client(points)
+
+        def edited(image: np.ndarray) -> tuple[np.ndarray, list[int], dict[str, Any]]:
+            """The client's image with the model's image applied; the box that changed."""
+            if frame is None:
+                return image, [0, 0, width, height], {}
+            edit = frame.paste(image, mask, request.paste)
+            x0, y0, x1, y1 = edit.box or (0, 0, width, height)
+            return edit.image[y0:y1, x0:x1], [x0, y0, x1 - x0, y1 - y0], edit.stats
 
         targets = request.targets
-        model_handles, model_targets = to_model(request.handles), to_model(targets)
+        model_handles = to_model(request.handles, "handle")
+        model_targets = to_model(targets, "target")
         for i, ((hx, hy), (tx, ty)) in enumerate(zip(model_handles, model_targets, strict=True)):
             if math.hypot(hx - tx, hy - ty) < 0.5:
                 raise m.ProtocolError(
@@ -734,47 +760,57 @@ class Server:
                 math.hypot(px - tx, py - ty)
                 for (px, py), (tx, ty) in zip(points, targets, strict=False)
             ]
-            parts = None
+            parts, fields = None, {}
             preview = getattr(progress, "preview", None)
             if preview is not None:
-                parts = [
-                    image_part(
-                        "preview", resize_rgb(np.asarray(preview), (width, height)), request.output
-                    )
-                ]
+                pixels, box, _ = edited(np.asarray(preview))
+                parts = [image_part("preview", pixels, request.output)]
+                fields["box"] = box
             self.send(
                 m.progress_header(
                     rid, "drag", int(getattr(progress, "step", 0)),
                     int(getattr(progress, "max_steps", request.max_steps)),
                     points=[[round(x, 3), round(y, 3)] for x, y in points],
-                    distances=[round(d, 3) for d in distances],
+                    distances=[round(d, 3) for d in distances], **fields,
                 ),
                 parts,
             )  # fmt: skip
 
         outcome = self.backend.drag(
             G, ws, model_handles, model_targets,
-            waypoints=[to_model(p) for p in request.waypoints] if request.waypoints is not None else None,
-            mask=mask, method=request.method, max_steps=request.max_steps,
+            waypoints=[to_model(p, "waypoint") for p in request.waypoints] if request.waypoints is not None else None,
+            mask=model_mask, method=request.method, max_steps=request.max_steps,
             preview_every=request.preview_every, callback=on_progress, cancel=job.cancel,
             seed=request.drag_seed, options=request.options,
         )  # fmt: skip
         self._check_cancel(job)
+        paste_start = time.perf_counter()
+        pixels, box, paste_stats = edited(np.asarray(outcome.image))
+        paste_seconds = time.perf_counter() - paste_start
         encode_start = time.perf_counter()
-        part = image_part("image", resize_rgb(outcome.image, (width, height)), request.output)
+        part = image_part("image", pixels, request.output)
         encode_seconds = time.perf_counter() - encode_start
-        latent_id = self._store_latent("l", Latent(name, G, outcome.ws, size))
+        next_frame = None
+        if frame is not None:
+            whole = frame.photo.copy()
+            whole[box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = pixels
+            next_frame = dataclasses.replace(frame, photo=whole, before=np.asarray(outcome.image))
+        latent_id = self._store_latent("l", Latent(name, G, outcome.ws, size, next_frame))
         points = to_client(outcome.points)
+        extra = {"paste": request.paste if frame is not None else "model"}
+        if "new_content_share" in paste_stats:
+            extra["new_content_share"] = paste_stats["new_content_share"]
         self.send(
             m.result_header(
                 rid, "drag", latent_id=latent_id, model=name, size=[width, height],
-                model_size=[model_width, model_height],
+                model_size=[model_width, model_height], box=box,
                 points=[[round(x, 3), round(y, 3)] for x, y in points],
                 distances=[round(math.hypot(px - tx, py - ty), 3) for (px, py), (tx, ty) in zip(points, targets, strict=False)],
-                steps=outcome.steps, converged=outcome.converged,
+                steps=outcome.steps, converged=outcome.converged, **extra,
                 timings={
                     "drag_seconds": round(outcome.seconds, 4),
                     "seconds_per_step": round(outcome.seconds_per_step, 5),
+                    "paste_seconds": round(paste_seconds, 4),
                     "encode_seconds": round(encode_seconds, 4),
                     "total_seconds": round(time.perf_counter() - start, 4),
                 },
