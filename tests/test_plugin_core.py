@@ -81,12 +81,29 @@ def test_rect_intersection_union_and_fit():
     assert geometry.fit_inside(Rect(0, 0, 200, 20), Rect(0, 0, 100, 100)) == Rect(0, 0, 100, 20)
 
 
-def test_region_layer_and_auto_without_selection_is_whole_layer():
+def test_region_layer_is_whole_layer_and_auto_is_the_context_square():
     pts = [(10.0, 10.0), (20.0, 12.0)]
-    for mode in ("layer", "auto"):
-        crop, notes = geometry.choose_region(mode, (300, 200), pts, None)
-        assert crop == Rect(0, 0, 300, 200) and notes == []
+    crop, notes = geometry.choose_region("layer", (300, 200), pts, None)
+    assert crop == Rect(0, 0, 300, 200) and notes == []
+    # auto on a small layer: the largest square that fits, holding the points.
+    crop, notes = geometry.choose_region("auto", (300, 200), pts, None)
+    assert crop == Rect(0, 0, 200, 200) and notes == []
 
+
+def test_auto_region_never_takes_a_whole_photo():
+    # A 2400x1800 photo, a drag around (1200, 1000): the context square, not the layer.
+    pts = [(1190.0, 1000.0), (1214.0, 1000.0)]
+    crop, _ = geometry.choose_region("auto", (2400, 1800), pts, None)
+    assert (crop.width, crop.height) == (geometry.CONTEXT_SIDE, geometry.CONTEXT_SIDE)
+    assert crop.contains_point(1190, 1000) and crop.contains_point(1214, 1000)
+    assert crop.width * crop.height < 0.6 * 2400 * 1800
+    # A selection reaching beyond the square grows it to hold the selection.
+    selection = Rect(100, 900, 2000, 200)
+    grown, _ = geometry.choose_region("auto", (2400, 1800), pts, selection)
+    assert grown.x <= 100 and grown.x2 >= 2100
+    # A rectangular model (twice as high as wide) gets a region of its shape.
+    tall, _ = geometry.choose_region("auto", (2400, 1800), pts, None, model_size=(256, 512))
+    assert tall.height == 2 * tall.width or tall.height == 1800
 
 def test_region_selection_is_squared_inside_the_layer_and_contains_points():
     sel = Rect(100, 50, 60, 40)

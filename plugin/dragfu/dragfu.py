@@ -36,8 +36,12 @@ def _choice(entries):
 
 
 PATH_CHOICES = [(job.PATHS_SELECTED, "Selected paths"), (job.PATHS_VISIBLE, "All visible paths")]
+PASTE_CHOICES = [
+    (job.PASTE_WARP, "Move the photo's own pixels (keeps grain and detail)"),
+    (job.PASTE_RENDER, "The model's re-render"),
+]
 REGION_CHOICES = [
-    (geometry.REGION_AUTO, "Selection bounds, else the whole layer"),
+    (geometry.REGION_AUTO, "The subject around the points (and the selection)"),
     (geometry.REGION_SELECTION, "Selection bounds"),
     (geometry.REGION_POINTS, "The area around the points"),
     (geometry.REGION_LAYER, "The whole layer"),
@@ -184,6 +188,7 @@ def _options_from_config(proc_config):
         keep_frames=get("keep-frames"),
         device=(get("device") or "").strip() or None,
         engine_command=shlex.split(command) if command else None,
+        paste=get("paste"),
     )
 
 
@@ -223,6 +228,7 @@ class DragFu(Gimp.PlugIn):
         procedure.add_boolean_argument("keep-frames", "Keep intermediate _frames", "Add the drag's intermediate frames as a layer group (an animation)", False, flags)
         procedure.add_string_argument("device", "_Device (blank: as configured)", "auto, cpu, cuda, cuda:1, mps ('' = from dragfu.json)", "", flags)
         procedure.add_string_argument("engine-command", "_Engine command (blank: as configured)", "Command that starts 'dragfu serve' ('' = from dragfu.json)", "", flags)
+        procedure.add_choice_argument("paste", "Paste _back", "How the edit reaches the layer", _choice(PASTE_CHOICES), job.PASTE_WARP, flags)
         return procedure
 
     def run(self, procedure, run_mode, image, drawables, proc_config, data):

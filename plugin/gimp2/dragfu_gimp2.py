@@ -41,8 +41,10 @@ PROCEDURE = "python-fu-dragfu"
 PATH_MODES = [job.PATHS_SELECTED, job.PATHS_VISIBLE]
 PATH_LABELS = ["Selected (active) path", "All visible paths"]
 REGION_MODES = [geometry.REGION_AUTO, geometry.REGION_SELECTION, geometry.REGION_POINTS, geometry.REGION_LAYER]
+PASTE_MODES = [job.PASTE_WARP, job.PASTE_RENDER]
+PASTE_LABELS = ["Move the photo's own pixels", "The model's re-render"]
 REGION_LABELS = [
-    "Selection bounds, else the whole layer",
+    "The subject around the points (and the selection)",
     "Selection bounds",
     "The area around the points",
     "The whole layer",
@@ -192,7 +194,7 @@ class Gimp2Host(job.Host):
 
 
 def dragfu_run(image, drawable, model, steps, paths, use_selection, region, reuse_projection,
-               keep_frames, device, engine_command):
+               keep_frames, device, engine_command, paste=0):
     """The procedure body: options from the dialog or the caller, errors as GIMP messages."""
     if drawable is None or not pdb.gimp_item_is_layer(drawable):
         gimp.message("Drag-Fu: select a layer (not a channel or a mask).")
@@ -216,6 +218,7 @@ def dragfu_run(image, drawable, model, steps, paths, use_selection, region, reus
         keep_frames=bool(keep_frames),
         device=(device or "").strip() or None,
         engine_command=shlex.split(command) if command else None,
+        paste=PASTE_MODES[int(paste)] if 0 <= int(paste) < len(PASTE_MODES) else job.PASTE_WARP,
     )
     gimp.progress_init("Drag-Fu: starting the engine")
     try:
@@ -253,6 +256,7 @@ register(
         (PF_TOGGLE, "keep_frames", "Keep intermediate frames (layer group)", False),
         (PF_STRING, "device", "Device (auto, cpu, cuda, mps; '' = from dragfu.json)", ""),
         (PF_STRING, "engine_command", "Engine command ('' = from dragfu.json)", ""),
+        (PF_OPTION, "paste", "Paste back", 0, PASTE_LABELS),
     ],
     [],
     dragfu_run,

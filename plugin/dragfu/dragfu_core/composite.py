@@ -139,3 +139,57 @@ def resize_rgb8(pixels, width, height, new_width, new_height):
                 bottom = pixels[r1 + a * 3 + c] * (1 - fx) + pixels[r1 + b * 3 + c] * fx
                 out[o + i * 3 + c] = int(top * (1 - fy) + bottom * fy + 0.5)
     return out
+
+
+def sub_rect(source, channels, width, rect):
+    """The values of rect (inside a buffer `width` pixels wide) as a buffer of its own type."""
+    integer = isinstance(source, (bytearray, bytes))
+    out = bytearray() if integer else array.array(source.typecode)
+    row = width * channels
+    for j in range(rect.y, rect.y2):
+        start = j * row + rect.x * channels
+        out.extend(source[start:start + rect.width * channels])
+    return out
+
+
+def put_rgb(base, channels, base_rect, box, rgb, max_value=255):
+    """A copy of base (the source over base_rect, its own layout) whose colour channels over box
+    (same coordinates as base_rect, inside it) are the engine's 8-bit RGB; alpha is kept.
+
+    8-bit RGB and RGBA buffers are written a row at a time by slicing. Float and grey buffers
+    keep their own value wherever the engine sent back the 8-bit value it was given (the edit
+    did not touch that pixel), so nothing outside the edit loses precision.
+    """
+    integer = isinstance(base, (bytearray, bytes))
+    out = bytearray(base) if integer else array.array(base.typecode, base)
+    if len(rgb) != box.width * box.height * 3:
+        raise ValueError("result has %d bytes, expected %d" % (len(rgb), box.width * box.height * 3))
+    row = base_rect.width * channels
+    dx, dy = box.x - base_rect.x, box.y - base_rect.y
+    for j in range(box.height):
+        start = (dy + j) * row + dx * channels
+        line = rgb[j * box.width * 3:(j + 1) * box.width * 3]
+        if integer and channels == 3:
+            out[start:start + box.width * 3] = line
+            continue
+        if integer and channels == 4:
+            segment = out[start:start + box.width * 4]
+            segment[0::4], segment[1::4], segment[2::4] = line[0::3], line[1::3], line[2::3]
+            out[start:start + box.width * 4] = segment
+            continue
+        segment = base[start:start + box.width * channels]
+        given = to_rgb8(segment, channels, box.width, 1, max_value)
+        if given == line:
+            continue
+        for i in range(box.width):
+            r = i * 3
+            if given[r:r + 3] == line[r:r + 3]:
+                continue
+            p = start + i * channels
+            if color_channels(channels) == 3:
+                values = (line[r], line[r + 1], line[r + 2])
+            else:
+                values = (LUMA[0] * line[r] + LUMA[1] * line[r + 1] + LUMA[2] * line[r + 2],)
+            for c, v in enumerate(values):
+                out[p + c] = int(v + 0.5) if integer else v * max_value / 255.0
+    return out

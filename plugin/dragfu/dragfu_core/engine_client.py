@@ -494,12 +494,13 @@ class EngineClient(object):
 
     def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
              mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
-             progress=None, should_cancel=None, timeout=None, cancel_grace=10.0):
+             progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None):
         """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
 
         The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
         ``mask`` (a Part, uint8 [H, W], nonzero = may move) limits what moves. Returns the result
-        frame: ``parts["image"]``, ``header["points"]`` (where the handles ended up) and
+        frame: ``parts["image"]`` (the part of the sent image inside ``header["box"]``, [x, y, w,
+        h]: what the edit changed; ``paste`` "warp" or "render" says how), ``header["points"]`` (where the handles ended up) and
         ``header["latent_id"]`` (to keep dragging from the result).
         """
         fields = {
@@ -509,7 +510,8 @@ class EngineClient(object):
             "output": output,
         }
         for key, value in (("projection_id", projection_id), ("latent_id", latent_id), ("seed", seed),
-                           ("psi", psi), ("model", model), ("method", method), ("max_steps", max_steps)):
+                           ("psi", psi), ("model", model), ("method", method), ("max_steps", max_steps),
+                           ("paste", paste)):
             if value is not None:
                 fields[key] = value
         if waypoints is not None:

@@ -8,7 +8,9 @@ Three coordinate systems, all with x right, y down, pixel (i, j) covering [i, i+
 
 import math
 
-REGION_AUTO = "auto"  # the selection's bounds when there is a selection, else the whole layer
+# The subject around the drag points (and the selection): a context square big enough for the
+# engine to find the subject in it and align it to the model; never the whole layer by default.
+REGION_AUTO = "auto"
 REGION_SELECTION = "selection"
 REGION_POINTS = "points"
 REGION_LAYER = "layer"
@@ -112,6 +114,27 @@ def model_shaped_size(width, height, min_side, model_size=None):
     return max(int(width), int(round(scale * model_w))), max(int(height), int(round(scale * model_h)))
 
 
+# Side of the context region around the drag points (layer px), capped by the layer's size: a
+# face drawn 8x the toy model's scale (a 1024 px frame) still fits.
+CONTEXT_SIDE = 1536
+
+
+def context_region(layer_size, drag_points, selection=None, model_size=None):
+    """REGION_AUTO: a region of the model's aspect ratio centred on the drag points, CONTEXT_SIDE
+    (or ten times the points' spread) on its shorter side, grown to hold the selection, inside
+    the layer. The engine finds the subject in it (its alignment); only what the drag moves
+    changes."""
+    layer = Rect(0, 0, layer_size[0], layer_size[1])
+    points = points_bounds(drag_points)
+    side = max(CONTEXT_SIDE, 10 * max(points.width, points.height))
+    side = min(side, layer_size[0], layer_size[1])
+    width, height = model_shaped_size(side, side, side, model_size)
+    crop = grow_to_size(points, layer, width, height)
+    if selection is not None and not selection.is_empty():
+        crop = crop.union(selection)
+    return crop.union(points.intersect(layer)).intersect(layer)
+
+
 def choose_region(mode, layer_size, drag_points, selection=None, min_side=64, model_size=None):
     """The crop (a Rect in layer coordinates) sent to the model, and notes for the user.
 
@@ -128,7 +151,7 @@ def choose_region(mode, layer_size, drag_points, selection=None, min_side=64, mo
     if mode not in REGION_MODES:
         raise ValueError("unknown region mode %r (one of %s)" % (mode, ", ".join(REGION_MODES)))
     if mode == REGION_AUTO:
-        mode = REGION_SELECTION if selection is not None and not selection.is_empty() else REGION_LAYER
+        return context_region(layer_size, drag_points, selection, model_size), notes
     if mode == REGION_SELECTION and (selection is None or selection.is_empty()):
         notes.append(
             "no selection on this layer: using a %s around the drag points"

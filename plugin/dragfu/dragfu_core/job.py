@@ -12,6 +12,11 @@ from .progress import Progress
 PATHS_SELECTED = "selected"
 PATHS_VISIBLE = "visible"
 PATHS_MODES = (PATHS_SELECTED, PATHS_VISIBLE)
+# How the edit reaches the layer: the photo's own pixels moved by the drag's motion (grain and
+# detail kept), or the model's re-render of the region (soft on photos).
+PASTE_WARP = "warp"
+PASTE_RENDER = "render"
+PASTE_MODES = (PASTE_WARP, PASTE_RENDER)
 
 
 class JobError(Exception):
@@ -44,6 +49,7 @@ class Options(object):
         device=None,
         engine_command=None,
         project_steps=None,
+        paste=PASTE_WARP,
     ):
         self.model = model or None
         self.steps = int(steps) if steps else None
@@ -55,6 +61,7 @@ class Options(object):
         self.device = device or None
         self.engine_command = engine_command or None  # argv list
         self.project_steps = int(project_steps) if project_steps else None
+        self.paste = paste if paste in PASTE_MODES else PASTE_WARP
 
 
 class LayerInfo(object):
@@ -213,39 +220,40 @@ def run(host, options, config, session_factory=None):
             steps=steps,
             keep_frames=options.keep_frames,
             weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
+            align_points=[p for d in crop_drags for p in d.points()],
         )
     finally:
         session.close()
 
+    # The engine sends back only the box its edit changed (crop coordinates), already blended
+    # (feathered inside the selection); the layer gets the source there with those colours.
     report.stage("composite")
-    full = sel_mask if sel_mask is not None else mask.full_mask(crop.width, crop.height)
-    alpha = mask.blend_mask(
-        full, crop.width, crop.height, mask.default_feather(crop.width, crop.height), inner_edges(crop, info)
-    )
+    union = geometry.Rect(*outcome.box)
+    for frame in outcome.frames:
+        union = union.union(geometry.Rect(*frame[4]))
+    base = composite_mod.sub_rect(source, info.channels, crop.width, union)
 
-    def put_back(image_rgb, width, height):
-        image_rgb = composite_mod.resize_rgb8(image_rgb, width, height, crop.width, crop.height)
-        return composite_mod.composite(
-            source, info.channels, image_rgb, alpha, crop.width, crop.height, info.max_value
+    def put_back(image_rgb, box):
+        return composite_mod.put_rgb(
+            base, info.channels, union, geometry.Rect(*box), image_rgb, info.max_value
         )
 
-    pixels = put_back(outcome.image, outcome.width, outcome.height)
-    frames = []
-    for label, frame_rgb, fw, fh in outcome.frames:
-        frames.append((label, put_back(frame_rgb, fw, fh)))
+    pixels = put_back(outcome.image, outcome.box)
+    frames = [(label, put_back(rgb, box)) for label, rgb, _w, _h, box in outcome.frames]
     name = layer_name(crop_drags, model, outcome.steps)
-    host.insert_result(crop, pixels, name, frames)
+    host.insert_result(union.translated(crop.x, crop.y), pixels, name, frames)
     report.stage("composite", 1, 1)
     return Result(name, crop, layer_drags, notes + list(outcome.notes), outcome.steps, len(frames))
 
 
 class EngineOutcome(object):
-    """What a session returns: the dragged crop (8-bit RGB, any size: it is resized back)."""
+    """What a session returns: the edited box of the crop (8-bit RGB) and where it lies."""
 
-    def __init__(self, image, width, height, steps=None, frames=(), notes=()):
+    def __init__(self, image, width, height, steps=None, frames=(), notes=(), box=None):
         self.image = image
         self.width = width
         self.height = height
+        self.box = tuple(box) if box else (0, 0, width, height)  # (x, y, w, h) in the crop
         self.steps = steps
-        self.frames = list(frames)  # [(label, rgb bytes, width, height)]
+        self.frames = list(frames)  # [(label, rgb bytes, width, height, box)]
         self.notes = list(notes)

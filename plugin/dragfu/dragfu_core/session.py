@@ -100,9 +100,9 @@ class EngineSession(object):
         self.progress.stage(header.get("stage"), header.get("step"), header.get("total"), **fields)
         preview = frame.parts.get("preview")
         if preview is not None and self._frames is not None:
-            self._frames.append(
-                ("Step %d" % int(header.get("step") or 0),) + _array_image(preview)
-            )
+            pixels, width, height = _array_image(preview)
+            box = header.get("box") or (0, 0, width, height)
+            self._frames.append(("Step %d" % int(header.get("step") or 0), pixels, width, height, box))
 
     def load_model(self, model):
         """Start the engine and load `model`; returns (width, height) of the model's images (the
@@ -140,13 +140,18 @@ class EngineSession(object):
             self._loaded[model] = model_size(header.get("resolution"))
         return self._loaded[model]
 
-    def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None):
+    def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None,
+            align_points=None):
         from .job import EngineOutcome
 
         self._frames = [] if keep_frames else None
         with self._engine_errors_as_job_errors():
             self._load_model(model)
             fields = {"model": model, "output": "array", "cache": bool(self.options.reuse_projection)}
+            # The engine finds the subject near the drag points and aligns it to the model.
+            if align_points:
+                fields["alignment"] = "auto"
+                fields["align_points"] = [[round(x, 3), round(y, 3)] for x, y in align_points]
             settings = self.config.get("project_settings")
             if settings:
                 fields["settings"] = settings
@@ -175,12 +180,14 @@ class EngineSession(object):
                 model=model,
                 max_steps=int(steps),
                 preview_every=preview_every,
+                paste=self.options.paste,
                 output="array",
                 progress=self._on_event,
                 should_cancel=self.cancel,
             )
             header = result.header
             pixels, out_w, out_h = _array_image(result.parts["image"])
+            box = header.get("box") or (0, 0, out_w, out_h)
             notes = []
             distances = header.get("distances") or []
             if distances and not header.get("converged", True):
@@ -189,7 +196,7 @@ class EngineSession(object):
                     "(more steps may help)" % (max(distances), header.get("steps"))
                 )
             frames = self._frames or []
-            return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes)
+            return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes, box)
 
     def close(self):
         if self.client is not None:
