@@ -202,3 +202,26 @@ def test_landmark_array_order():
     array = landmark_array(p)
     assert array.shape == (9, 2)
     assert tuple(array[2]) == landmarks(p)["mouth"]
+
+
+# SHA-256 of render(sample_params(default_rng(11)) draws 0..2, size) taken before world.py's drawing
+# was split into draw_labels / SampleGrid (shared with dragfu.toy.photo): the split changed no bit.
+RENDER_HASHES = {
+    (0, 128): "6e842652544c3655ba7be76f1e61bc3a392369aa94e1a817a7ab8f3311408599",
+    (0, 256): "cb54cd3913a69762d53fb5d9b7b0d8a938e53089327a22ac81f7b7760b345f7d",
+    (1, 128): "46a7b316a4e162e4bfa9fc037efe7e77feeb7f4675a417f6cfa4d1da9797313d",
+    (1, 256): "f61622996ec030a42eebfded65647056d3291eac39f9f71d7a22d6f0bf371a0f",
+    (2, 128): "3db4e31d33de047978bf88d48dfc7e0f70dd2b9d69d28e2c3a6a754e6d4606c4",
+    (2, 256): "a9a5ca76cd3837be99cf216e724de78a3e355cebf32ec7145eafdca53222f860",
+}
+
+
+def test_render_output_is_unchanged_bit_for_bit():
+    import hashlib
+
+    rng = np.random.default_rng(11)
+    for k in range(3):
+        p = sample_params(rng)
+        for size in (128, 256):
+            digest = hashlib.sha256(render(p, size).tobytes()).hexdigest()
+            assert digest == RENDER_HASHES[(k, size)], (k, size)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import astuple, dataclass, fields
+from typing import Protocol
 
 import numpy as np
 
@@ -247,36 +248,78 @@ def _ellipse_mask(
     return (u / semi_u) ** 2 + (v / semi_v) ** 2 <= 1.0
 
 
-def _box(
-    centre: tuple[float, float], radius: float, limit: int, scale: float
-) -> tuple[int, int, int, int]:
-    """Supersampled index box [x0, x1) x [y0, y1) holding a disc of `radius` (world units)."""
-    s = scale * SUPERSAMPLING
-    x0 = max(int(math.floor((centre[0] - radius - 1) * s)), 0)
-    x1 = min(int(math.ceil((centre[0] + radius + 1) * s)), limit)
-    y0 = max(int(math.floor((centre[1] - radius - 1) * s)), 0)
-    y1 = min(int(math.ceil((centre[1] + radius + 1) * s)), limit)
-    return x0, x1, y0, y1
+class SampleGrid(Protocol):
+    """Where the supersamples of a label map sit in world coordinates.
+
+    The drawing routine (`draw_labels`) only needs, for each part, the index box of supersamples
+    that can hold it and those samples' world positions; a grid may be the world's own square
+    (`WorldGrid`) or any other pattern, e.g. a photo's pixels turned and scaled into the world
+    (dragfu.toy.photo).
+    """
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the label map."""
+        ...
+
+    def box(self, centre: tuple[float, float], radius: float) -> tuple[int, int, int, int]:
+        """Index box [x0, x1) x [y0, y1) of the samples that may lie within `radius` (world
+        units) of `centre`; clipped to the map, possibly empty."""
+        ...
+
+    def points(self, x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """World (x, y) of the samples in the index box, float32, broadcastable to
+        [y1 - y0, x1 - x0]."""
+        ...
 
 
-def label_map(params: ToyParams, size: int = WORLD_SIZE) -> np.ndarray:
-    """[size*4, size*4] uint8 map of which part covers each supersample (drawing order applied)."""
-    scale = size / WORLD_SIZE
-    n = size * SUPERSAMPLING
-    # Supersample centres in world units: sub-pixel k of pixel i sits at i + (k + 0.5) / 4.
-    coords = (np.arange(n, dtype=np.float32) + 0.5) / (SUPERSAMPLING * scale)
-    labels = np.zeros((n, n), dtype=np.uint8)
+class WorldGrid:
+    """The world's own grid: a square `size` image, SUPERSAMPLING^2 samples per pixel."""
+
+    def __init__(self, size: int = WORLD_SIZE) -> None:
+        self.scale = size / WORLD_SIZE
+        self.n = size * SUPERSAMPLING
+        # Supersample centres in world units: sub-pixel k of pixel i sits at i + (k + 0.5) / 4.
+        self.coords = (np.arange(self.n, dtype=np.float32) + 0.5) / (SUPERSAMPLING * self.scale)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n, self.n
+
+    def box(self, centre: tuple[float, float], radius: float) -> tuple[int, int, int, int]:
+        s = self.scale * SUPERSAMPLING
+        x0 = max(int(math.floor((centre[0] - radius - 1) * s)), 0)
+        x1 = min(int(math.ceil((centre[0] + radius + 1) * s)), self.n)
+        y0 = max(int(math.floor((centre[1] - radius - 1) * s)), 0)
+        y1 = min(int(math.ceil((centre[1] + radius + 1) * s)), self.n)
+        return x0, x1, y0, y1
+
+    def points(self, x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.coords[None, x0:x1], self.coords[y0:y1, None]
+
+
+def draw_labels(params: ToyParams, grid: SampleGrid, max_samples: int = 1 << 22) -> np.ndarray:
+    """uint8 map (grid.shape) of which part covers each sample, in drawing order.
+
+    Each part is evaluated only inside its own bounding box, in bands of rows of at most
+    `max_samples` samples (the tests are per sample, so the banding changes no value; it only
+    bounds the temporary arrays for big faces).
+    """
+    labels = np.zeros(grid.shape, dtype=np.uint8)
     cos_a, sin_a = _rotation(params)
 
     def paint(label: int, centre, semi_u: float, semi_v: float, extra=None) -> None:
-        x0, x1, y0, y1 = _box(centre, max(semi_u, semi_v), n, scale)
+        x0, x1, y0, y1 = grid.box(centre, max(semi_u, semi_v))
         if x0 >= x1 or y0 >= y1:
             return
-        xs, ys = coords[None, x0:x1], coords[y0:y1, None]
-        mask = _ellipse_mask(xs, ys, centre, semi_u, semi_v, cos_a, sin_a)
-        if extra is not None:
-            mask &= extra(xs, ys)
-        labels[y0:y1, x0:x1][mask] = label
+        band = max(1, max_samples // (x1 - x0))
+        for top in range(y0, y1, band):
+            bottom = min(top + band, y1)
+            xs, ys = grid.points(x0, x1, top, bottom)
+            mask = _ellipse_mask(xs, ys, centre, semi_u, semi_v, cos_a, sin_a)
+            if extra is not None:
+                mask &= extra(xs, ys)
+            labels[top:bottom, x0:x1][mask] = label
 
     centre = (params.cx, params.cy)
     paint(FACE, centre, params.rx, params.ry)
@@ -297,13 +340,51 @@ def label_map(params: ToyParams, size: int = WORLD_SIZE) -> np.ndarray:
     return labels
 
 
-def part_coverage(labels: np.ndarray) -> np.ndarray:
-    """[5, H, W] float32 share of each pixel covered by each part (area down-sampling)."""
-    n = labels.shape[0] // SUPERSAMPLING
-    blocks = labels.reshape(n, SUPERSAMPLING, n, SUPERSAMPLING)
+def label_map(params: ToyParams, size: int = WORLD_SIZE) -> np.ndarray:
+    """[size*4, size*4] uint8 map of which part covers each supersample (drawing order applied)."""
+    return draw_labels(params, WorldGrid(size))
+
+
+def part_coverage(labels: np.ndarray, supersampling: int = SUPERSAMPLING) -> np.ndarray:
+    """[5, H, W] float32 share of each pixel covered by each part (area down-sampling of a
+    [H * supersampling, W * supersampling] label map)."""
+    s = supersampling
+    h, w = labels.shape[0] // s, labels.shape[1] // s
+    blocks = labels.reshape(h, s, w, s)
     return np.stack(
         [(blocks == part).mean(axis=(1, 3), dtype=np.float32) for part in range(len(PART_NAMES))]
     )
+
+
+def part_colours(params: ToyParams) -> np.ndarray:
+    """[4, 3] float32 RGB of face, hair, eye and mouth (the labels after BACKGROUND)."""
+    return np.array(
+        [
+            [params.skin_r, params.skin_g, params.skin_b],
+            [params.hair_r, params.hair_g, params.hair_b],
+            [params.eye_r, params.eye_g, params.eye_b],
+            [params.mouth_r, params.mouth_g, params.mouth_b],
+        ],
+        dtype=np.float32,
+    )
+
+
+def background_colour(params: ToyParams, y: np.ndarray) -> np.ndarray:
+    """The background at `y` (float32, in units of the world's height: 0 top edge, 1 bottom),
+    shape y.shape + (3,): flat colour + vertical gradient, -grad at the top edge, +grad at the
+    bottom. The gradient holds its end colours beyond the world's square (y < 0 or > 1), so a
+    bigger canvas continues it without a seam and never saturates far away."""
+    base = np.array([params.bg_r, params.bg_g, params.bg_b], dtype=np.float32)
+    grad = np.array([params.grad_r, params.grad_g, params.grad_b], dtype=np.float32)
+    t = np.clip(2.0 * y[..., None] - 1.0, -1.0, 1.0)
+    return base + grad * t
+
+
+def composite(coverage: np.ndarray, background: np.ndarray, params: ToyParams) -> np.ndarray:
+    """Float32 [H, W, 3] colour of coverage ([5, H, W]) over `background` (broadcastable to
+    [H, W, 3]): each pixel mixes the parts' flat colours by their shares (not yet rounded)."""
+    image = coverage[BACKGROUND][:, :, None] * background
+    return image + np.einsum("khw,kc->hwc", coverage[1:], part_colours(params))
 
 
 def render_with_coverage(
@@ -313,20 +394,7 @@ def render_with_coverage(
     coverage = part_coverage(label_map(params, size))
     # Background at each pixel centre; the gradient is linear, so this is its mean over the pixel.
     y = (np.arange(size, dtype=np.float32) + 0.5) / size  # 0 at the top edge, 1 at the bottom
-    base = np.array([params.bg_r, params.bg_g, params.bg_b], dtype=np.float32)
-    grad = np.array([params.grad_r, params.grad_g, params.grad_b], dtype=np.float32)
-    background = base[None, :] + grad[None, :] * (2.0 * y[:, None] - 1.0)  # [H, 3]
-    colours = np.array(
-        [
-            [params.skin_r, params.skin_g, params.skin_b],
-            [params.hair_r, params.hair_g, params.hair_b],
-            [params.eye_r, params.eye_g, params.eye_b],
-            [params.mouth_r, params.mouth_g, params.mouth_b],
-        ],
-        dtype=np.float32,
-    )
-    image = coverage[BACKGROUND][:, :, None] * background[:, None, :]
-    image = image + np.einsum("khw,kc->hwc", coverage[1:], colours)
+    image = composite(coverage, background_colour(params, y)[:, None, :], params)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), coverage
 
 
