@@ -107,7 +107,7 @@ def test_auto_region_never_takes_a_whole_photo():
 
 def test_region_selection_is_squared_inside_the_layer_and_contains_points():
     sel = Rect(100, 50, 60, 40)
-    crop, notes = geometry.choose_region("auto", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel)
+    crop, notes = geometry.choose_region("selection", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel)
     assert notes == []
     assert crop.width == crop.height == 64  # max(60, 40, min_side 64)
     assert crop.intersect(sel) == sel  # contains the selection
@@ -152,14 +152,14 @@ def test_region_takes_the_shape_of_a_rectangular_model():
     assert geometry.model_shaped_size(30, 300, 64, human) == (150, 300)
     sel = Rect(100, 50, 60, 40)
     crop, notes = geometry.choose_region(
-        "auto", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel, model_size=human
+        "selection", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel, model_size=human
     )
     assert notes == [] and (crop.width, crop.height) == (64, 128)
     assert crop.intersect(sel) == sel
     # a square model's answer changes nothing
     assert geometry.choose_region(
-        "auto", (512, 384), [(120.0, 60.0)], sel, model_size=(64, 64)
-    ) == (geometry.choose_region("auto", (512, 384), [(120.0, 60.0)], sel))
+        "selection", (512, 384), [(120.0, 60.0)], sel, model_size=(64, 64)
+    ) == (geometry.choose_region("selection", (512, 384), [(120.0, 60.0)], sel))
     # points: the square with context becomes the shorter side
     square, _ = geometry.choose_region("points", (1000, 1000), [(500.0, 500.0), (520.0, 500.0)])
     tall, notes = geometry.choose_region(

@@ -106,7 +106,7 @@ def test_real_engine_with_a_tiny_random_generator(tmp_path, monkeypatch):
     image, layer = image_with(photo, (5, 7), (20, 20, 48, 48), [(40.5, 40.5), (44.5, 41.5)])
     before = bytes(layer.data)
 
-    gimpfu.call(PROC, image, layer)
+    gimpfu.call(PROC, image, layer, paste=1)  # the model's re-render: it must show
 
     assert not [m for m in gimp.MESSAGES if "error" in m.lower()], gimp.MESSAGES
     new = image.layers[0]
@@ -136,7 +136,7 @@ def test_real_engine_with_a_tiny_rectangular_generator(tmp_path, monkeypatch):
     image, layer = image_with(photo, (5, 7), (20, 40, 40, 60), [(40.5, 90.5), (42.5, 84.5)])
     before = bytes(layer.data)
 
-    gimpfu.call(PROC, image, layer)
+    gimpfu.call(PROC, image, layer, paste=1)  # the model's re-render: it must show
 
     assert not [m for m in gimp.MESSAGES if "error" in m.lower()], gimp.MESSAGES
     new = image.layers[0]

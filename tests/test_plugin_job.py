@@ -100,17 +100,18 @@ class FakeSession:
         steps,
         keep_frames=False,
         weight_mask=None,
+        align_points=None,
     ):
         FakeSession.seen.append(
-            dict(model=model, width=width, height=height, drags=drags, movable=movable, steps=steps)
-        )
-        out = bytearray(image)
-        for d in drags:
-            i, j = int(d.target[0]), int(d.target[1])
-            out[(j * width + i) * 3 : (j * width + i) * 3 + 3] = bytearray([255, 0, 255])
+            dict(model=model, width=width, height=height, drags=drags, movable=movable,
+                 steps=steps, align_points=align_points)
+        )  # fmt: skip
+        # Like the engine: only the box the edit changed comes back (here the first target's
+        # pixel, painted magenta).
+        i, j = int(drags[0].target[0]), int(drags[0].target[1])
         self.report.stage("drag", steps, steps, distance=0.0)
-        frames = [("Step 1", bytes(image), width, height)] if keep_frames else []
-        return job.EngineOutcome(out, width, height, steps, frames)
+        frames = [("Step 1", bytes(image), width, height, (0, 0, width, height))] if keep_frames else []
+        return job.EngineOutcome(bytearray([255, 0, 255]), 1, 1, steps, frames, box=(i, j, 1, 1))
 
     def close(self):
         pass
@@ -131,17 +132,13 @@ def test_run_maps_points_into_the_crop_and_composites_inside_the_selection():
     # image (50.5, 33.5) -> layer (40.5, 28.5) -> crop
     assert seen["drags"][0].target == (40.5 - crop.x, 28.5 - crop.y)
     assert seen["movable"] is not None and set(seen["movable"]) == {0, 255}
+    # The engine aligns the subject around the drag points (crop coordinates).
+    assert seen["align_points"] == [seen["drags"][0].handle, seen["drags"][0].target]
     rect, pixels, name, frames = host.inserted
-    assert rect == crop and name.startswith("Drag-Fu: 1 drag, 7 steps (toy)") and frames == []
-    # the marker landed on the target, outside the selection the crop kept the source
-    tx, ty = int(40.5 - crop.x), int(28.5 - crop.y)
-    p = (ty * crop.width + tx) * 3
-    assert list(pixels[p : p + 3]) == [255, 0, 255]
-    source = host.read_pixels(crop)
-    sel = host.read_selection(crop)
-    for k in range(crop.width * crop.height):
-        if not sel[k]:
-            assert pixels[k * 3 : k * 3 + 3] == source[k * 3 : k * 3 + 3]
+    assert name.startswith("Drag-Fu: 1 drag, 7 steps (toy)") and frames == []
+    # Only the engine's box is written: the target's pixel, in layer coordinates.
+    assert rect == Rect(int(40.5), int(28.5), 1, 1)
+    assert list(pixels) == [255, 0, 255]
     # the bar ended at 1 with monotonic fractions
     fractions = [f for f, _ in host.reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -160,16 +157,14 @@ def test_a_rectangular_model_gets_a_crop_of_its_shape():
     finally:
         FakeSession.model_size = None
     crop = result.crop
-    assert (crop.width, crop.height) == (64, 128)  # min side 64, twice as high as wide
+    # The context region: twice as high as wide, as large as the 200 x 300 layer allows.
+    assert (crop.width, crop.height) == (150, 300)
     assert crop.intersect(Rect(80, 120, 50, 40)) == Rect(80, 120, 50, 40)
     seen = FakeSession.seen[0]
-    assert (seen["width"], seen["height"]) == (64, 128)
+    assert (seen["width"], seen["height"]) == (150, 300)
     assert seen["drags"][0].target == (104.5 - crop.x, 145.5 - crop.y)
     rect, pixels, _, _ = host.inserted
-    assert rect == crop
-    tx, ty = int(104.5 - crop.x), int(145.5 - crop.y)
-    p = (ty * crop.width + tx) * 3
-    assert list(pixels[p : p + 3]) == [255, 0, 255]
+    assert rect == Rect(104, 145, 1, 1) and list(pixels) == [255, 0, 255]
 
 
 def test_run_refuses_without_drags_and_never_calls_the_engine():
@@ -183,10 +178,11 @@ def test_run_refuses_without_drags_and_never_calls_the_engine():
 
 def test_keep_frames_passes_frames_to_the_host():
     host = MemoryHost(strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1")])
-    job.run(host, job.Options(keep_frames=True), {}, FakeSession)
-    frames = host.inserted[3]
+    result = job.run(host, job.Options(keep_frames=True), {}, FakeSession)
+    rect, pixels, _, frames = host.inserted
     assert len(frames) == 1 and frames[0][0] == "Step 1"
-    assert len(frames[0][1]) == len(host.inserted[1])
+    # The frame covers the whole crop, so the result does too (one rectangle for all layers).
+    assert rect == result.crop and len(frames[0][1]) == len(pixels)
 
 
 def test_progress_texts_name_the_stage_and_distance():
@@ -273,7 +269,8 @@ def test_rectangular_model_through_the_real_protocol():
         selection=Rect(30, 70, 60, 80),
     )  # fmt: skip
     engine = FAKE_ENGINE[:2] + ["--resolution", "64", "--width", "32"]
-    result = run_real_client(host, job.Options(steps=4), {"engine_command": engine})
+    # The model's re-render comes back through the alignment: the marker lands where drawn.
+    result = run_real_client(host, job.Options(steps=4, paste="render"), {"engine_command": engine})
     crop = result.crop
     assert crop.height == 2 * crop.width and crop.height >= 80
     rect, pixels, _, _ = host.inserted

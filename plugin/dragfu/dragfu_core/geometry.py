@@ -127,8 +127,11 @@ def context_region(layer_size, drag_points, selection=None, model_size=None):
     layer = Rect(0, 0, layer_size[0], layer_size[1])
     points = points_bounds(drag_points)
     side = max(CONTEXT_SIDE, 10 * max(points.width, points.height))
-    side = min(side, layer_size[0], layer_size[1])
-    width, height = model_shaped_size(side, side, side, model_size)
+    model_w, model_h = model_size or (1, 1)
+    # The model's shape, its shorter side `side`, shrunk until it fits inside the layer.
+    scale = min(float(side) / min(model_w, model_h), float(layer_size[0]) / model_w,
+                float(layer_size[1]) / model_h)
+    width, height = int(round(scale * model_w)), int(round(scale * model_h))
     crop = grow_to_size(points, layer, width, height)
     if selection is not None and not selection.is_empty():
         crop = crop.union(selection)
