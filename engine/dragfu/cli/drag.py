@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from dragfu.cli.common import (
@@ -95,6 +94,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gif-every", type=int, default=5, help="GIF frame every k steps (default 5)"
     )
     parser.add_argument("--latent-out", help="also save the final W+ latent (.safetensors)")
+    parser.add_argument(
+        "--align", default="auto", metavar="auto|crop|SCALE,ANGLE,CX,CY",
+        help="IMAGE only: how the subject maps to the model's frame: found near the drag points "
+        "(auto, default), the whole image (crop), or given (photo px per model px, degrees "
+        "clockwise, centre in image pixels)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--paste", choices=("warp", "render"), default="warp",
+        help="IMAGE only: move the image's own pixels (warp, default: keeps grain and detail) or "
+        "paste the model's re-render",
+    )  # fmt: skip
     add_device_option(parser)
     add_output_options(parser)
     parser.set_defaults(func=run, route=None)
@@ -126,18 +136,8 @@ def run(args: argparse.Namespace) -> int:
     size = G.image_size  # (W, H): R x R, or R/2 x R (StyleGAN-Human)
 
     if args.image:
-        edit = ImageEdit.open(args.image, G, quiet=args.quiet or args.json)
-        out_size = edit.size
-    else:
-        edit, out_size = None, size
-    scale = (size[0] / out_size[0], size[1] / out_size[1])
-
-    def to_model(points):
-        return [(x * scale[0], y * scale[1]) for x, y in points]
-
-    def to_output(points):
-        return [(x / scale[0], y / scale[1]) for x, y in points]
-
+        return run_on_image(args, G, handles, targets, waypoints, out, gif)
+    out_size = size
     for what, points in (("handle", handles), ("target", targets)):
         for index, (x, y) in enumerate(points):
             if not (0 <= x <= out_size[0] and 0 <= y <= out_size[1]):
@@ -145,13 +145,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{what} {index + 1} at ({x:g}, {y:g}) is outside the {out_size[0]}x{out_size[1]} image"
                 )
     mask = load_mask(args.mask, out_size) if args.mask else None
-    if mask is not None and out_size != size:
-        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
-
-    if edit is not None:
-        generator, ws = edit.generator, edit.ws
-    else:
-        generator, ws = G, ws_from_seed(G, args.seed, args.psi)
+    generator, ws = G, ws_from_seed(G, args.seed, args.psi)
 
     frames: list[Image.Image] = []
     bar = None
@@ -166,22 +160,20 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(distance=f"{max(progress.distances):.1f}px")
             bar.refresh()
         if progress.preview is not None:
-            frames.append(annotate(progress.preview, progress.points, targets_model))
+            frames.append(annotate(progress.preview, progress.points, targets))
 
-    targets_model = to_model(targets)
     result = drag(
-        generator, ws, to_model(handles), targets_model,
-        waypoints=[to_model(w) for w in waypoints], mask=mask, method=args.method,
+        generator, ws, handles, targets,
+        waypoints=waypoints, mask=mask, method=args.method,
         max_steps=args.steps, preview_every=args.gif_every if gif else 0,
         callback=on_step,
     )  # fmt: skip
     if bar is not None:
         bar.close()
 
-    image = result.image if edit is None else edit.composite(result.image)
-    Image.fromarray(image).save(out)
+    Image.fromarray(result.image).save(out)
     if gif:
-        frames.append(annotate(result.image, result.points, targets_model))
+        frames.append(annotate(result.image, result.points, targets))
         write_gif(frames, gif)
     if args.latent_out:
         from safetensors.torch import save_file
@@ -189,11 +181,61 @@ def run(args: argparse.Namespace) -> int:
         save_file(
             {"ws": result.ws.cpu().contiguous()}, str(output_path(args.latent_out, "--latent-out"))
         )
-    report(args, result, to_output(result.points), targets, out)
+    report(args, result, result.points, targets, out)
     return 0
 
 
-def report(args, result: DragResult, points, targets, out: Path) -> None:
+def parse_alignment(text: str):
+    if text in ("auto", "crop"):
+        return text
+    try:
+        scale, angle, cx, cy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise BadInputError(
+            f"--align {text!r}: expected auto, crop or SCALE,ANGLE,CX,CY (four numbers)"
+        ) from None
+    return {"scale": scale, "angle": angle, "centre": [cx, cy]}
+
+
+def run_on_image(args, G, handles, targets, waypoints, out: Path, gif: Path | None) -> int:
+    """An existing image: the subject near the points aligned to the model, projected (cached),
+    dragged, and the edit carried back to the image's own pixels."""
+    from dragfu.imageio import read_image
+    from dragfu.photo.pipeline import drag_photo
+
+    alignment = parse_alignment(args.align)
+    photo = read_image(args.image)
+    mask = load_mask(args.mask, (photo.shape[1], photo.shape[0])) if args.mask else None
+    frames: list[Image.Image] = []
+
+    def on_step(progress: DragProgress) -> None:
+        if progress.preview is not None:
+            frames.append(annotate(progress.preview, progress.points, progress.targets))
+
+    edit = drag_photo(
+        G, photo, handles, targets, waypoints=waypoints or None, mask=mask, alignment=alignment,
+        paste=args.paste, method=args.method, max_steps=args.steps,
+        preview_every=args.gif_every if gif else 0, drag_callback=on_step,
+    )  # fmt: skip
+    Image.fromarray(edit.image).save(out)
+    if gif:
+        frames.append(annotate(edit.result.image, edit.result.points, edit.result.targets))
+        write_gif(frames, gif)
+    if args.latent_out:
+        from safetensors.torch import save_file
+
+        save_file(
+            {"ws": edit.result.ws.cpu().contiguous()},
+            str(output_path(args.latent_out, "--latent-out")),
+        )
+    for note in edit.notes:
+        if not (args.quiet or args.json):
+            print(f"note: {note}")
+    report(args, edit.result, edit.points, targets, out, photo=edit)
+    return 0
+
+
+def report(args, result: DragResult, points, targets, out: Path, photo=None) -> None:
     document = {
         "steps": result.steps,
         "points": [list(p) for p in points],
@@ -204,6 +246,10 @@ def report(args, result: DragResult, points, targets, out: Path) -> None:
         "converged": result.converged,
         "out": str(out),
     }
+    if photo is not None:
+        document["alignment"] = photo.alignment.to_dict()
+        document["changed_box"] = list(photo.box) if photo.box else None
+        document["stage_seconds"] = photo.seconds
     if args.json:
         print_json(document)
     elif not args.quiet:
@@ -228,35 +274,3 @@ def write_gif(frames: list[Image.Image], path: Path, frame_ms: int = 80) -> None
     if not frames:
         return
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-
-
-class ImageEdit:
-    """An existing image, projected into the model (through the projection cache)."""
-
-    def __init__(self, pixels: np.ndarray, projection):
-        self.pixels = pixels
-        self.projection = projection
-        self.size = (pixels.shape[1], pixels.shape[0])
-
-    @classmethod
-    def open(cls, path: str, G, quiet: bool = True) -> ImageEdit:
-        try:
-            from dragfu.imageio import read_image
-            from dragfu.project import ProjectionCache
-        except ImportError:
-            raise BadInputError("editing existing images needs the projection module") from None
-        pixels = read_image(path)
-        projection = ProjectionCache().get_or_project(G, pixels)
-        return cls(pixels, projection)
-
-    @property
-    def generator(self):
-        return self.projection.generator
-
-    @property
-    def ws(self) -> torch.Tensor:
-        return self.projection.ws
-
-    def composite(self, model_image: np.ndarray) -> np.ndarray:
-        """The result at the input image's size."""
-        return np.asarray(Image.fromarray(model_image).resize(self.size, Image.LANCZOS))

@@ -177,8 +177,9 @@ class EngineBackend:
 
     def mean_image(self, G: Any) -> np.ndarray:
         """The model's image of its mean latent: the average subject, which alignment looks for."""
-        ws = G.mapping.w_avg[None, None].repeat(1, G.num_ws, 1)
-        return self.render(G, ws)
+        from dragfu.photo.pipeline import mean_image
+
+        return mean_image(G)
 
     def project(
         self, G, image, weight_mask, settings, callback, cancel, cache=True
