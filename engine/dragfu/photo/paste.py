@@ -28,6 +28,8 @@ PASTE_MODES = ("warp", "render")
 # Change left after warping (0-255 levels, blurred): below LOW it is the projection's own error,
 # above HIGH it is new content the generator draws.
 NEW_CONTENT_LOW, NEW_CONTENT_HIGH = 14.0, 40.0
+# From this many photo px per model px on, pixels move by whole photo pixels (see paste_edit).
+WHOLE_PIXEL_SCALE = 2.0
 
 
 @dataclass
@@ -152,10 +154,17 @@ def paste_edit(
     motion_here = cv2.remap(motion, qx, qy, cv2.INTER_LINEAR, **zero)
     delta_here = cv2.remap(delta, qx, qy, cv2.INTER_LINEAR, **zero)
     displacement = alignment.vectors_to_photo(motion_here).astype(np.float32)
+    interpolation = cv2.INTER_LANCZOS4
+    if alignment.scale >= WHOLE_PIXEL_SCALE:
+        # Photo pixels much finer than the model's: move them by whole pixels, so every pixel
+        # is a copy of one of the photo's (grain keeps its energy; resampling would blur it),
+        # at most half a photo pixel (1 / (2 scale) model px) from the exact motion.
+        displacement = np.rint(displacement)
+        interpolation = cv2.INTER_NEAREST
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     warped = cv2.remap(
-        photo, xs + displacement[..., 0], ys + displacement[..., 1], cv2.INTER_LANCZOS4,
+        photo, xs + displacement[..., 0], ys + displacement[..., 1], interpolation,
         borderMode=cv2.BORDER_REFLECT_101,
     ).astype(np.float32)  # fmt: skip
     edited = warped + delta_here
