@@ -273,7 +273,40 @@ def test_benchmark_runs_end_to_end_on_a_tiny_model(model_file):
     assert set(result["quality"]) == {*configurations, "W + W+ (--no-tune)"}
     for row in result["quality"].values():
         assert row["psnr"]["n"] == 2 and row["seconds"]["mean"] > 0
-    # each configuration includes the stages before it
-    seconds = [result["quality"][c]["seconds"]["mean"] for c in configurations]
-    assert seconds == sorted(seconds)
     assert len(result["per_image"]) == 2 and "targets" in result
+
+
+def test_benchmark_seconds_of_a_configuration_are_its_stages_and_the_ones_before(monkeypatch):
+    """One projection timed once: each shorter configuration's seconds are the total minus the
+    later stages; a cache hit's seconds are not a projection's (NaN); every row is per stage."""
+    from types import SimpleNamespace
+
+    from dragfu.bench import project as bench
+
+    def stage(psnr, seconds):
+        return SimpleNamespace(psnr=psnr, ssim=psnr / 100, seconds=seconds)
+
+    def fake_projection(seconds, cached=False):
+        stages = {"w": stage(20.0, 1.0), "w+": stage(25.0, 2.0), "tune": stage(30.0, 3.0)}
+        return SimpleNamespace(stages=stages, seconds=seconds, cached=cached, quality=dict)
+
+    made = iter([fake_projection(6.5), fake_projection(9.5)])
+    monkeypatch.setattr(bench, "project", lambda G, photo, settings: next(made))
+    photos = [(np.zeros((4, 4, 3), np.uint8), None)] * 2
+    table, _, _ = bench.quality(None, photos, ProjectSettings(wplus_steps=5), no_tune_row=False)
+    # 6.5 s and 9.5 s in all: W is the total less W+ (2 s) and tuning (3 s), W + W+ less tuning.
+    assert table["W"]["seconds"]["mean"] == pytest.approx((1.5 + 4.5) / 2)
+    assert table["W + W+"]["seconds"]["mean"] == pytest.approx((3.5 + 6.5) / 2)
+    assert table["W + W+ + tuning"]["seconds"]["mean"] == pytest.approx(8.0)
+    assert table["W"]["psnr"]["mean"] == 20.0 and table["W + W+ + tuning"]["psnr"]["mean"] == 30.0
+
+    class HitCache:
+        def get_or_project(self, G, photo, settings):
+            return fake_projection(0.01, cached=True)
+
+    table, _, _ = bench.quality(
+        None, photos[:1], ProjectSettings(), cache=HitCache(), no_tune_row=False
+    )
+    # a cache hit: no seconds counted (summarise keeps finite values only), PSNR still reported
+    assert table["W"]["seconds"] == {"n": 0} and table["W + tuning"]["psnr"]["n"] == 1
+    assert "cpu_seconds" not in table["W + tuning"]

@@ -269,10 +269,41 @@ def test_drag_runs_in_the_rectangular_frame(rect, method):
 
     G = rect
     handle, target = (12.0, 26.0), (9.0, 22.0)  # y beyond the width: only valid in W x H
-    result = drag(G, ws_from_seed(G, 1), [handle], [target], method=method, max_steps=3)
+    seen = []
+    result = drag(G, ws_from_seed(G, 1), [handle], [target], method=method, max_steps=3,
+                  callback=lambda p: seen.append(p.points[0]))  # fmt: skip
     assert result.image.shape == (32, 16, 3)
-    x, y = result.points[0]
-    assert 0 <= x <= 16 and 0 <= y <= 32
+    assert seen[0] == [12.0, 26.0] and result.points[0] == tuple(seen[-1])
+    # A drag that cannot move the picture (lr 0): the features stay as they were, so the tracker
+    # must find the handle where it was, not a clamped or transposed (x, y) (26 > the width 16).
+    # (Whole-pixel tracking: the sub-pixel parabola fit drifts on this random model's coarse
+    # features even when nothing moves.)
+    still = drag(G, ws_from_seed(G, 1), [handle], [target], method=method, max_steps=3, lr=0.0,
+                 subpixel_tracking=False)  # fmt: skip
+    assert still.points == [handle]
+
+
+def test_tracking_follows_a_known_shift_in_the_rectangular_frame():
+    """Features that are the image coordinates, shifted by a known amount: the tracker finds the
+    handle shifted by just that, beyond the width too; past the bottom it stops at the edge."""
+    from dragfu.drag.draggan import sample_features, track_points
+
+    size = (16, 32)  # W x H
+    ys, xs = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(16) + 0.5, indexing="ij")
+
+    def coordinates(dx: float, dy: float) -> torch.Tensor:  # the picture moved by (dx, dy)
+        return torch.stack([xs - dx, ys - dy])[None].float()
+
+    handles = torch.tensor([[5.5, 24.5], [10.5, 4.5]])
+    templates = sample_features(coordinates(0, 0), handles, size)
+    for subpixel in (False, True):
+        moved = track_points(coordinates(-2, 3), templates, handles, 4, size, subpixel)
+        assert torch.allclose(moved, torch.tensor([[3.5, 27.5], [8.5, 7.5]]), atol=1e-4)
+        # moved 6 px down from y = 28.5: the picture's bottom row is as far as the point goes
+        start = torch.tensor([[5.5, 28.5]])
+        template = sample_features(coordinates(0, 0), start, size)
+        low = track_points(coordinates(1, 6), template, start, 8, size, subpixel)
+        assert low[0, 0] == 6.5 and 31.5 <= low[0, 1] <= 32.0, low
 
 
 def test_drag_refuses_points_and_masks_of_the_wrong_frame(rect):

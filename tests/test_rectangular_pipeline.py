@@ -92,6 +92,18 @@ def test_projection_with_a_weight_mask_and_alpha(rect):
     mask = np.ones((40, 24), np.float32)
     result = project(rect, rgba, weight_mask=mask, settings=QUICK)
     assert result.reconstruction.shape == (H, W, 3)
+    # What is transparent does not count: other colours there give the same projection (rows
+    # far enough from the opaque ones that resizing to 16 x 32 does not blend them in)...
+    hidden = rgba.copy()
+    hidden[:2, :, :3] = 255 - hidden[:2, :, :3]
+    same = project(rect, hidden, weight_mask=mask, settings=QUICK)
+    # ...and the same change where the picture is opaque gives another one.
+    shown = rgba.copy()
+    shown[20:22, :, :3] = 255 - shown[20:22, :, :3]
+    other = project(rect, shown, weight_mask=mask, settings=QUICK)
+    hidden_change = float((same.ws - result.ws).abs().max())
+    shown_change = float((other.ws - result.ws).abs().max())
+    assert hidden_change < 0.1 * shown_change, (hidden_change, shown_change)
 
 
 def test_projection_storage_and_cache_keep_the_rectangular_reconstruction(rect, tmp_path):
@@ -191,6 +203,14 @@ def test_server_reports_width_height_and_drags_in_the_rectangular_frame(engine, 
     assert result.parts["image"].array().shape == (H, W, 3)
     x, y = result.header["points"][0]
     assert 0 <= x <= W and 0 <= y <= H
+    # The same drag where nothing can move (lr 0, whole-pixel tracking): the point is found where
+    # it was, (8, 26) in W x H, not transposed nor clamped into a square.
+    still = engine.request(
+        {**drag, "id": "s", "options": {"lr": 0.0, "subpixel_tracking": False}},
+        [Part.from_array("mask", mask)],
+    )
+    assert still.type == "result", still.header
+    assert still.header["points"] == [[8.0, 26.0]]
     # Points and masks of a square (or transposed) frame are refused.
     outside = engine.request({**drag, "id": "o", "handles": [[20, 5]], "targets": [[8, 5]]})
     assert outside.type == "error" and outside.header["code"] == "invalid_points"
@@ -223,6 +243,16 @@ def test_server_projects_a_crop_of_any_size_and_drags_on_it(engine, rect_model):
     assert dragged.type == "result", dragged.header
     assert dragged.header["size"] == [20, 44] and dragged.header["model_size"] == [W, H]
     assert dragged.parts["image"].array().shape == (44, 20, 3)
+    # Where nothing can move, the point comes back where it was in the crop's own coordinates
+    # (the crop is 20 x 44, the model 16 x 32: a wrong scale or order would move it).
+    still = engine.request(
+        {"type": "drag", "id": "s", "projection_id": projected.header["projection_id"],
+         "handles": [[10, 38]], "targets": [[12, 33]], "max_steps": 2, "output": "array",
+         "options": {"lr": 0.0, "subpixel_tracking": False}},
+        [Part.from_array("mask", mask)],
+    )  # fmt: skip
+    assert still.type == "result", still.header
+    assert np.allclose(still.header["points"], [[10, 38]], atol=1e-4), still.header["points"]
 
 
 # --- the CLI -----------------------------------------------------------------------------------
@@ -265,6 +295,26 @@ def test_cli_drag_points_outside_the_rectangle_are_one_line_errors(
 
 
 @pytest.fixture
+def static_drag(monkeypatch):
+    """The CLI's drag with lr 0 and whole-pixel tracking: nothing moves, so each point must come
+    back exactly where it was given, through the CLI's coordinate mapping both ways."""
+    import dragfu.cli.drag as cli_drag
+
+    real = cli_drag.drag
+    monkeypatch.setattr(cli_drag, "drag", functools.partial(real, lr=0.0, subpixel_tracking=False))
+
+
+def test_cli_drag_reports_points_in_the_width_by_height_frame(
+    rect_model, tmp_path, capsys, static_drag
+):
+    out = tmp_path / "dragged.png"
+    assert main(["drag", "--model", str(rect_model), "--seed", "3", "--drag", "8.5,26.5:8.5,22.5",
+                 "--drag", "3.5,5.5:6.5,5.5", "--steps", "2", "--out", str(out), "--device", "cpu",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["points"] == [[8.5, 26.5], [3.5, 5.5]]
+
+
+@pytest.fixture
 def quick_default_projection(monkeypatch, tmp_path):
     """The CLI projects with the default settings: make them quick, and the cache a temp dir."""
     import dragfu.project.cache as cache_module
@@ -291,6 +341,16 @@ def test_cli_drag_on_an_image_keeps_its_size(
     assert 0 <= x <= 24 and 0 <= y <= 40
 
 
+def test_cli_drag_on_an_image_reports_points_in_its_coordinates(
+    rect_model, tmp_path, capsys, quick_default_projection, static_drag
+):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(picture(24, 40)).save(photo)  # 24 x 40 on a 16 x 32 model
+    assert main(["drag", str(photo), "--model", str(rect_model), "--drag", "12,36:12,31",
+                 "--steps", "2", "--out", str(tmp_path / "o.png"), "--device", "cpu", "--json"]) == 0  # fmt: skip
+    assert np.allclose(json.loads(capsys.readouterr().out)["points"], [[12, 36]], atol=1e-4)
+
+
 def test_cli_project_reports_the_model_size(rect_model, tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray(picture(30, 50)).save(photo)
@@ -303,8 +363,19 @@ def test_cli_project_reports_the_model_size(rect_model, tmp_path, capsys):
     assert Image.open(preview).size == (W, H)
 
 
-def test_seed_images_are_what_the_server_renders(rect):
-    # The protocol's seed drag starts from the same image `dragfu sample` writes.
+def test_seed_images_are_what_the_server_renders(rect, rect_model, tmp_path):
+    # The protocol's seed drag starts from the same image `dragfu sample` writes...
     with torch.no_grad():
         image = EngineBackend("cpu").render(rect, ws_from_seed(rect, 4))
     assert image.shape == (H, W, 3)
+    out = tmp_path / "sample.png"
+    assert main(["sample", "--model", str(rect_model), "--seed", "4", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(out)), image)
+    # ...which is NVIDIA's: z = RandomState(seed).randn(1, z_dim), psi 0.7, constant noise, and
+    # uint8 = clamp(img * 127.5 + 128, 0, 255).
+    z = torch.from_numpy(np.random.RandomState(4).randn(1, rect.z_dim)).float()
+    with torch.no_grad():
+        img = rect(z, None, truncation_psi=0.7, noise_mode="const")
+    expected = (img[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(image, expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_entries_are_complete_and_consistent():
         if "nvidia" in (info.url or "") or "cloudfront" in (info.url or ""):
             assert info.license.startswith("NVIDIA Source Code License-NC") and info.noncommercial
         if info.sha256 is not None:
-            assert len(info.sha256) == 64 and int(info.sha256, 16) >= 0
+            assert re.fullmatch(r"[0-9a-f]{64}", info.sha256), (name, info.sha256)
     assert registry.MODELS["lsun-car"].resolution == (512, 384)
     assert registry.MODELS["human-512x256"].resolution == (256, 512)  # (w, h)
     assert registry.MODELS["toy"].embedded and not registry.MODELS["toy"].noncommercial

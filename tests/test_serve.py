@@ -180,8 +180,33 @@ def test_model_errors_have_stable_codes_and_leave_server_ready(harness, model, c
     assert ok.type == "result"
 
 
+class RecordingBackend(FakeBackend):
+    """The fake, keeping what it returned, its outcomes made unlike the fake's own constants (an
+    image with a pattern, points off the targets, a latent of its own, PSNR and SSIM chosen here),
+    so that a test sees the server pass on what the engine gave, not what the fake always says."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.outcomes: list = []
+
+    def project(self, *args, **kwargs):
+        outcome = super().project(*args, **kwargs)
+        outcome.stats = {**outcome.stats, "psnr": 31.25, "ssim": 0.8125}
+        self.outcomes.append(outcome)
+        return outcome
+
+    def drag(self, *args, **kwargs):
+        outcome = super().drag(*args, **kwargs)
+        rng = np.random.default_rng(len(self.outcomes))
+        outcome.image = rng.integers(0, 256, outcome.image.shape, dtype=np.uint8)
+        outcome.points = [(x - 0.25, y + 0.125) for x, y in outcome.points]
+        outcome.ws = rng.standard_normal(np.shape(outcome.ws)).astype(np.float32)
+        self.outcomes.append(outcome)
+        return outcome
+
+
 def test_drag_from_seed_streams_progress_and_returns_image_points_latent(harness):
-    h = harness()
+    h = harness(RecordingBackend())
     frames = h.request(
         {"type": "drag", "id": "d", "seed": 4, "psi": 0.5, "handles": [[2.5, 2.5]], "targets": [[8.5, 2.5]],
          "max_steps": 50, "output": "array"}
@@ -193,14 +218,19 @@ def test_drag_from_seed_streams_progress_and_returns_image_points_latent(harness
     assert steps == sorted(steps) and steps[0] == 0
     distances = [p.header["distances"][0] for p in progress]
     assert distances[0] == pytest.approx(6.0) and distances[-1] < distances[0]
-    assert result.header["points"][0] == pytest.approx([8.5, 2.5], abs=0.01)
+    # What the engine returned, passed on: its points (a seed image is the model's own size),
+    # its image pixel for pixel, its step count.
+    outcome = h.backend.outcomes[-1]
+    assert result.header["points"] == [list(p) for p in outcome.points] == [[8.25, 2.625]]
     assert result.header["size"] == [16, 16]
     image = result.parts["image"].array()
-    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
-    assert int(image[0, 0, 1]) == result.header["steps"]
+    assert image.dtype == np.uint8 and np.array_equal(image, outcome.image)
+    assert result.header["steps"] == outcome.steps == progress[-1].header["step"]
     assert result.header["timings"]["total_seconds"] >= 0
-    # The seed's latent: ws = f(seed, psi) in the fake.
-    assert float(np.asarray(h.backend.calls[-1][1]["ws"]).flat[0]) == pytest.approx(2.0)
+    # The engine was given the seed's latent at the request's psi (not the default 0.7).
+    sent = np.asarray(h.backend.calls[-1][1]["ws"])
+    assert np.array_equal(sent, h.backend.seed_ws(None, 4, 0.5))
+    assert not np.array_equal(sent, h.backend.seed_ws(None, 4, 0.7))
     # Continue dragging from the result's latent.
     again = terminal(
         h.request(
@@ -214,11 +244,12 @@ def test_drag_from_seed_streams_progress_and_returns_image_points_latent(harness
         )
     )
     assert again.type == "result"
-    assert float(np.asarray(h.backend.calls[-1][1]["ws"]).flat[0]) == pytest.approx(3.0)
+    # Continuing from latent_id gives the engine the latent the first drag returned.
+    assert np.array_equal(np.asarray(h.backend.calls[-1][1]["ws"]), np.asarray(outcome.ws))
 
 
 def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
-    h = harness()
+    h = harness(RecordingBackend())
     image = np.random.default_rng(0).integers(
         0, 255, (24, 32, 3), dtype=np.uint8
     )  # 32 wide, 24 high
@@ -233,7 +264,7 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
         f.header["step"] for f in frames if f.type == "progress" and f.header["stage"] == "project"
     ] == [1, 2, 3, 4]
     assert result.header["size"] == [32, 24] and result.header["model_size"] == [16, 16]
-    assert result.header["psnr"] == 30.0
+    assert (result.header["psnr"], result.header["ssim"]) == (31.25, 0.8125)  # the engine's
     with Image.open(io.BytesIO(result.parts["image"].data)) as png:
         assert png.size == (32, 24)  # reconstruction comes back at the sent size
     call = [c for c in h.backend.calls if c[0] == "project"][-1][1]
@@ -258,7 +289,10 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     assert call["targets"] == [pytest.approx((8.0, 11.0))]
     assert call["waypoints"] == [[pytest.approx((6.0, 8.0))]]
     assert call["mask"] == (16, 16)
-    assert drag.header["points"][0] == pytest.approx([16, 18], abs=0.01)
+    # The engine's points (model coordinates) mapped back through the alignment.
+    ((mx, my),) = h.backend.outcomes[-1].points
+    assert (mx, my) == (pytest.approx(7.75), pytest.approx(11.125))
+    assert drag.header["points"] == [pytest.approx([(mx - 8) * 2 + 16, (my - 8) * 2 + 12], abs=1e-3)]
     # Only the changed box comes back, and nothing outside the movable columns 8..24 changed.
     x, y, w, h_ = drag.header["box"]
     assert drag.parts["image"].array().shape == (h_, w, 3)

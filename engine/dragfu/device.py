@@ -47,9 +47,26 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
 def autocast(device: torch.device, precision: str = "fp32"):
-    """fp16/bf16 autocast on CUDA; a no-op elsewhere and for fp32."""
-    if precision == "fp32" or device.type != "cuda":
+    """fp16/bf16 autocast on CUDA, bf16 autocast on the CPU (where this torch has CPU autocast);
+    a no-op for fp32 and elsewhere (fp16 on the CPU, MPS)."""
+    if precision not in PRECISIONS:
+        raise BadInputError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "fp32":
         return contextlib.nullcontext()
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and precision == "bf16" and _cpu_autocast_available():
+        return torch.autocast("cpu", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _cpu_autocast_available() -> bool:
+    check = getattr(getattr(torch, "amp", None), "is_autocast_available", None)
+    return bool(check("cpu")) if check is not None else True  # torch < 2.3 has CPU bf16 autocast

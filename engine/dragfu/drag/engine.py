@@ -54,7 +54,7 @@ class DragSettings:
     stop_distance: float | None = None  # None: 1 px, 2 px above 5 points
     feature_resolution: int | None = None  # None: the 6th synthesis block (see feature_block)
     preview_every: int = 0  # render a preview every k steps (0: never)
-    precision: str = "fp32"  # fp16 / bf16 autocast on CUDA
+    precision: str = "fp32"  # fp16 / bf16 autocast on CUDA, bf16 on the CPU (device.autocast)
     # What our method changes; None takes the method's choice.
     subpixel_tracking: bool | None = None
     bounded_step: bool | None = None
