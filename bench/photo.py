@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dragfu.cli.demo import WIDEN_MOUTH, world_frame
+from dragfu.cli.demo import world_frame
 from dragfu.models import load_generator
 from dragfu.photo.alignment import sample_model_frame
 from dragfu.photo.pipeline import drag_photo
@@ -43,9 +43,11 @@ def grain_ratio(before, after, box, keep_away, radius) -> float | None:
     import cv2
 
     x0, y0, x1, y1 = box
+
     def energy(image):
         grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
         return (grey - cv2.GaussianBlur(grey, (0, 0), HF_SIGMA)) ** 2
+
     ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
     away = np.ones(xs.shape, bool)
     for px, py in keep_away:
@@ -61,7 +63,14 @@ def landmark_distance(image, frame, names, world_targets) -> float | None:
     found = detect(sample_model_frame(image, frame))
     if any(n not in found.points for n in names):
         return None
-    return float(np.mean([np.hypot(*np.subtract(found.points[n], t)) for n, t in zip(names, world_targets, strict=True)]))
+    return float(
+        np.mean(
+            [
+                np.hypot(*np.subtract(found.points[n], t))
+                for n, t in zip(names, world_targets, strict=True)
+            ]
+        )
+    )
 
 
 def one_run(G, spec, drags, selection: bool, steps: int) -> dict:
@@ -78,7 +87,9 @@ def one_run(G, spec, drags, selection: bool, steps: int) -> dict:
         mask = np.zeros(photo.image.shape[:2], bool)
         mx, my = photo.landmarks["mouth"]
         r = 24 * spec.scale
-        mask[int(max(my - r, 0)) : int(my + r), int(max(mx - 1.6 * r, 0)) : int(mx + 1.6 * r)] = True
+        mask[int(max(my - r, 0)) : int(my + r), int(max(mx - 1.6 * r, 0)) : int(mx + 1.6 * r)] = (
+            True
+        )
     edit = drag_photo(G, photo.image, handles, targets, mask=mask, max_steps=steps)
     frame = world_frame(photo)
     row = {
@@ -91,9 +102,13 @@ def one_run(G, spec, drags, selection: bool, steps: int) -> dict:
         "seconds": {"build": round(build_seconds, 3), **edit.seconds},
     }  # fmt: skip
     if edit.box is not None:
-        row["grain_ratio"] = grain_ratio(photo.image, edit.image, edit.box, handles + targets, 8 * spec.scale)
+        row["grain_ratio"] = grain_ratio(
+            photo.image, edit.image, edit.box, handles + targets, 8 * spec.scale
+        )
     if mask is not None:
-        row["outside_selection_identical"] = bool(np.array_equal(edit.image[~mask], photo.image[~mask]))
+        row["outside_selection_identical"] = bool(
+            np.array_equal(edit.image[~mask], photo.image[~mask])
+        )
     return row
 
 
@@ -119,7 +134,15 @@ def main() -> None:
     angles = (20.0,) if args.quick else (0.0, 20.0, 35.0)
     for scale in scales:
         for angle in angles:
-            spec = PhotoSpec(params, (2400, 1800), scale, angle, (1180.0, 930.0), grain=6.0, seed=int(scale * 100 + angle))
+            spec = PhotoSpec(
+                params,
+                (2400, 1800),
+                scale,
+                angle,
+                (1180.0, 930.0),
+                grain=6.0,
+                seed=int(scale * 100 + angle),
+            )
             for drags, selection in ((ONE, False), (ONE, True), (FIVE, False)):
                 row = one_run(G, spec, drags, selection, args.steps)
                 rows.append(row)

@@ -100,7 +100,10 @@ def test_paste_moves_the_photo_keeps_its_grain_and_nothing_else_changes():
     mouth = photo.landmarks["mouth"]
     cheek = (int(mouth[0]) - 30, y0 + 4, int(mouth[0]) + 30, y0 + 34)
     assert x0 <= cheek[0] and cheek[2] <= x1 and cheek[3] < mouth[1] - 20
-    assert np.any(edit.image[cheek[1] : cheek[3], cheek[0] : cheek[2]] != photo.image[cheek[1] : cheek[3], cheek[0] : cheek[2]])
+    assert np.any(
+        edit.image[cheek[1] : cheek[3], cheek[0] : cheek[2]]
+        != photo.image[cheek[1] : cheek[3], cheek[0] : cheek[2]]
+    )
     ratio = high_frequency_energy(edit.image, cheek) / high_frequency_energy(photo.image, cheek)
     assert ratio > 0.9
     # Pixels outside the changed box are the photo's own, to the bit; the box is the face's part.

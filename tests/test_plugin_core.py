@@ -105,9 +105,12 @@ def test_auto_region_never_takes_a_whole_photo():
     tall, _ = geometry.choose_region("auto", (2400, 1800), pts, None, model_size=(256, 512))
     assert tall.height == 2 * tall.width or tall.height == 1800
 
+
 def test_region_selection_is_squared_inside_the_layer_and_contains_points():
     sel = Rect(100, 50, 60, 40)
-    crop, notes = geometry.choose_region("selection", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel)
+    crop, notes = geometry.choose_region(
+        "selection", (512, 384), [(120.0, 60.0), (130.0, 70.0)], sel
+    )
     assert notes == []
     assert crop.width == crop.height == 64  # max(60, 40, min_side 64)
     assert crop.intersect(sel) == sel  # contains the selection

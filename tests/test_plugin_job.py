@@ -110,7 +110,9 @@ class FakeSession:
         # pixel, painted magenta).
         i, j = int(drags[0].target[0]), int(drags[0].target[1])
         self.report.stage("drag", steps, steps, distance=0.0)
-        frames = [("Step 1", bytes(image), width, height, (0, 0, width, height))] if keep_frames else []
+        frames = (
+            [("Step 1", bytes(image), width, height, (0, 0, width, height))] if keep_frames else []
+        )
         return job.EngineOutcome(bytearray([255, 0, 255]), 1, 1, steps, frames, box=(i, j, 1, 1))
 
     def close(self):

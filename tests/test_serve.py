@@ -292,7 +292,9 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     # The engine's points (model coordinates) mapped back through the alignment.
     ((mx, my),) = h.backend.outcomes[-1].points
     assert (mx, my) == (pytest.approx(7.75), pytest.approx(11.125))
-    assert drag.header["points"] == [pytest.approx([(mx - 8) * 2 + 16, (my - 8) * 2 + 12], abs=1e-3)]
+    assert drag.header["points"] == [
+        pytest.approx([(mx - 8) * 2 + 16, (my - 8) * 2 + 12], abs=1e-3)
+    ]
     # Only the changed box comes back, and nothing outside the movable columns 8..24 changed.
     x, y, w, h_ = drag.header["box"]
     assert drag.parts["image"].array().shape == (h_, w, 3)

@@ -6,7 +6,17 @@
 set -eu
 ROOT="${1:-/var/cache/dragfu-gimp3-chroot}"
 STAMP="$ROOT/.dragfu-ready"
-[ -f "$STAMP" ] && { echo "chroot ready: $ROOT"; exit 0; }
+# The engine's packages; a chroot built before one was added gets it installed in place.
+ENGINE_PACKAGES="python3-torch python3-numpy python3-pil python3-platformdirs python3-tqdm python3-safetensors python3-opencv"
+if [ -f "$STAMP" ]; then
+  if ! chroot "$ROOT" python3 -c "import cv2" >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || { echo "build_chroot.sh: needs root" >&2; exit 3; }
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+    DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y --no-install-recommends $ENGINE_PACKAGES
+    chroot "$ROOT" apt-get clean
+  fi
+  echo "chroot ready: $ROOT"; exit 0
+fi
 [ "$(id -u)" = 0 ] || { echo "build_chroot.sh: needs root" >&2; exit 3; }
 
 # The mirror the machine's own apt sources name (deb822 "URIs:" or one-line "deb URL").
@@ -39,9 +49,8 @@ chroot "$WORK" apt-get -y --fix-broken install
 # The engine inside the chroot: Debian's CPU torch and friends; Xvfb + ImageMagick for the
 # dialog screenshot.
 chroot "$WORK" apt-get install -y --no-install-recommends \
-  python3-torch python3-numpy python3-pil python3-platformdirs python3-tqdm \
-  python3-safetensors xvfb xauth imagemagick x11-utils
-chroot "$WORK" python3 -c "import gi; gi.require_version('Gimp', '3.0'); import torch, numpy, PIL, safetensors"
+  $ENGINE_PACKAGES xvfb xauth imagemagick x11-utils
+chroot "$WORK" python3 -c "import gi; gi.require_version('Gimp', '3.0'); import torch, numpy, PIL, safetensors, cv2"
 umount "$WORK/proc"
 chroot "$WORK" apt-get clean
 rm -rf "$ROOT"
