@@ -299,9 +299,12 @@ def static_drag(monkeypatch):
     """The CLI's drag with lr 0 and whole-pixel tracking: nothing moves, so each point must come
     back exactly where it was given, through the CLI's coordinate mapping both ways."""
     import dragfu.cli.drag as cli_drag
+    import dragfu.photo.pipeline as photo_pipeline  # `dragfu drag IMAGE` drags through it
 
     real = cli_drag.drag
-    monkeypatch.setattr(cli_drag, "drag", functools.partial(real, lr=0.0, subpixel_tracking=False))
+    static = functools.partial(real, lr=0.0, subpixel_tracking=False)
+    monkeypatch.setattr(cli_drag, "drag", static)
+    monkeypatch.setattr(photo_pipeline, "drag", static)
 
 
 def test_cli_drag_reports_points_in_the_width_by_height_frame(

@@ -110,7 +110,10 @@ def test_real_serve_drags_a_real_generator_and_refuses_bad_models(tiny_model, tm
             {"type": "drag", "projection_id": projected.header["projection_id"], "handles": [[10, 10]],
              "targets": [[20, 12]], "max_steps": 1, "output": "array"}
         )  # fmt: skip
-        assert dragged.parts["image"].array().shape == (40, 48, 3)
+        # The changed box of the crop comes back, inside the crop.
+        x, y, w, h = dragged.header["box"]
+        assert dragged.parts["image"].array().shape == (h, w, 3)
+        assert 0 <= x and 0 <= y and x + w <= 48 and y + h <= 40
         with pytest.raises(EngineError) as info:  # settings are checked by the projection itself
             engine.request({"type": "project", "model": str(tiny_model), "settings": {"w_stepz": 1}},
                            [Part.from_array("image", crop)])  # fmt: skip
