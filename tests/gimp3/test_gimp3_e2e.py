@@ -112,7 +112,9 @@ def test_fake_engine_layer_above_source_offsets_and_untouched_pixels(
         "layer": {"mode": mode_name, "width": w, "height": h, "offsets": list(offsets)},
         "strokes": [[handle, target]],
         "selection": selection,
-        "args": {"steps": 4},
+        # The selection's bounds as the region (the fake engine paints whole model pixels, so
+        # the marker's position is as fine as the crop's scale) and the re-render put back.
+        "args": {"steps": 4, "paste": "render", "region": "selection"},
         "indexed": extra.get("indexed", False),
     }
     if extra.get("keep-frames"):
@@ -192,7 +194,7 @@ def test_real_engine_with_a_tiny_generator_in_gimp3(gimp_mode, tmp_path):
         "layer": {"mode": "RGB", "width": 128, "height": 96, "offsets": [8, 6]},
         "strokes": [[(60.5, 50.5), (64.5, 51.5)]],
         "selection": [30, 20, 64, 64],
-        "args": {"steps": 3},
+        "args": {"steps": 3, "paste": "render"},  # the generator's picture must go in
     }  # fmt: skip
     engine = {
         "model": "{work}/tiny.safetensors",
@@ -261,3 +263,48 @@ def test_toy_face_mouth_corner_drag_in_real_gimp(gimp_mode):
     x, y = found.points["mouth_right"]
     got = (x + fx + offsets[0], y + fy + offsets[1])
     assert np.hypot(got[0] - target[0], got[1] - target[1]) <= 2.0, (got, target)
+
+
+@pytest.mark.slow
+def test_grainy_photo_keeps_its_grain_and_the_drag_lands_in_real_gimp(gimp_mode):
+    """A 2400x1800 photo with film grain, the face 4x the model's scale and turned: the engine
+    finds and aligns the face, and the edit moves the photo's own pixels (the grain survives
+    inside the selection, outside it nothing changes), landing within 2 model px."""
+    from dragfu.photo import Similarity
+    from dragfu.photo.alignment import sample_model_frame
+    from dragfu.toy import detect, params_from_unit
+    from dragfu.toy.photo import PhotoSpec, build_photo, high_frequency_energy
+
+    spec = PhotoSpec(
+        params_from_unit(np.full(30, 0.5)), (2400, 1800), 4.0, 15.0, (1250.0, 900.0), grain=6.0
+    )
+    photo = build_photo(spec)
+    world = Similarity(4.0, 15.0, (1250.0, 900.0), (128, 128))
+    corner = photo.to_world([photo.landmarks["mouth_right"]])[0]
+    target_world = (corner[0] + 6.0, corner[1])
+    handle = tuple(float(v) for v in photo.landmarks["mouth_right"])
+    target = tuple(float(v) for v in photo.to_photo([target_world])[0])
+    x0, y0, x1, y1 = (int(v) for v in photo.face_box)
+    selection = [x0 - 40, y0 - 40, x1 - x0 + 80, y1 - y0 + 80]
+    params = {
+        "width": 2400, "height": 1800,
+        "layer": {"mode": "RGB", "width": 2400, "height": 1800, "offsets": [0, 0]},
+        "strokes": [[handle, target]],
+        "selection": selection,
+        "args": {"steps": 200},
+    }  # fmt: skip
+    engine = {"project_settings": {"w_steps": 60, "wplus_steps": 30, "tune_steps": 30}}
+    report, source, new = run_scene(gimp_mode, params, photo.image, engine, timeout=900)
+    assert report["status"] == "success", report["message"] or report["console"][-3000:]
+    assert report["source_unchanged"] and np.array_equal(source, photo.image)
+    sx, sy, sw, sh = selection
+    inside = np.zeros((1800, 2400), bool)
+    inside[sy : sy + sh, sx : sx + sw] = True
+    assert np.array_equal(new[~inside], source[~inside])
+    assert (new[inside] != source[inside]).any()
+    box = (sx, sy, sx + sw, sy + sh)
+    # The grain inside the selection survives (a re-render keeps about 1 % of it).
+    assert high_frequency_energy(new, box) >= 0.9 * high_frequency_energy(source, box)
+    found = detect(sample_model_frame(new, world))
+    assert "mouth_right" in found.points, found.missing
+    assert np.hypot(*np.subtract(found.points["mouth_right"], target_world)) <= 2.0

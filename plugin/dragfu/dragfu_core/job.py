@@ -5,6 +5,9 @@ rest. Nothing touches the image until the engine's result is in hand: the host's
 insert_result is the only step that changes the image, and it runs inside one undo group.
 """
 
+import sys
+import time
+
 from . import composite as composite_mod
 from . import geometry, mask, strokes
 from .progress import Progress
@@ -109,14 +112,28 @@ class Host(object):
         raise NotImplementedError
 
 
+_clock = getattr(time, "monotonic", time.time)  # Python 2.7 has no monotonic clock
+
+
+def peak_memory_mb():
+    """This process's peak resident memory in MB (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)  # bytes on macOS
+
+
 class Result(object):
-    def __init__(self, layer_name, crop, drags, notes, steps=None, frames=0):
+    def __init__(self, layer_name, crop, drags, notes, steps=None, frames=0, seconds=None):
         self.layer_name = layer_name
         self.crop = crop
         self.drags = drags
         self.notes = notes
         self.steps = steps
         self.frames = frames
+        self.seconds = seconds or {}  # plug-in stages: read, engine, composite, insert
 
 
 def plan(info, raw_strokes, selection, options, model_size=None):
@@ -197,6 +214,7 @@ def run(host, options, config, session_factory=None):
                 info, raw_strokes, region_selection, options, model_size
             )
 
+        started = _clock()
         source = host.read_pixels(crop)
         rgb = composite_mod.to_rgb8(source, info.channels, crop.width, crop.height, info.max_value)
         sel_mask = None
@@ -210,6 +228,8 @@ def run(host, options, config, session_factory=None):
             notes.append("the selection is less than half selected everywhere: everything may move")
             movable = None
 
+        seconds = {"read": _clock() - started}
+        started = _clock()
         outcome = session.run(
             model=model,
             image=rgb,
@@ -227,6 +247,8 @@ def run(host, options, config, session_factory=None):
 
     # The engine sends back only the box its edit changed (crop coordinates), already blended
     # (feathered inside the selection); the layer gets the source there with those colours.
+    seconds["engine"] = _clock() - started
+    started = _clock()
     report.stage("composite")
     union = geometry.Rect(*outcome.box)
     for frame in outcome.frames:
@@ -241,9 +263,19 @@ def run(host, options, config, session_factory=None):
     pixels = put_back(outcome.image, outcome.box)
     frames = [(label, put_back(rgb, box)) for label, rgb, _w, _h, box in outcome.frames]
     name = layer_name(crop_drags, model, outcome.steps)
+    seconds["composite"] = _clock() - started
+    started = _clock()
     host.insert_result(union.translated(crop.x, crop.y), pixels, name, frames)
+    seconds["insert"] = _clock() - started
+    # One line for logs and benchmarks (GIMP shows a plug-in's stderr in its console).
+    memory = peak_memory_mb()
+    sys.stderr.write("Drag-Fu timings: %s; peak memory %s MB\n" % (
+        ", ".join("%s %.3f s" % (k, seconds[k]) for k in ("read", "engine", "composite", "insert")),
+        "?" if memory is None else "%.0f" % memory))
     report.stage("composite", 1, 1)
-    return Result(name, crop, layer_drags, notes + list(outcome.notes), outcome.steps, len(frames))
+    return Result(
+        name, crop, layer_drags, notes + list(outcome.notes), outcome.steps, len(frames), seconds
+    )
 
 
 class EngineOutcome(object):
