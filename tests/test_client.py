@@ -128,6 +128,19 @@ def test_silent_engine_times_out_and_is_killed():
     assert not client.running()
 
 
+def test_text_before_the_first_frame_is_named_as_a_login_banner():
+    banner = "Welcome to gpu-box, last login: yesterday"
+    command = " ".join(f"'{a}'" for a in FAKE_ENGINE)
+    client = EngineClient(["sh", "-c", f"echo '{banner}'; exec {command}"], startup_timeout=60)
+    with pytest.raises(EngineError) as info:
+        client.start()
+    assert info.value.code == "bad_frame" and "\n" not in info.value.message
+    assert info.value.message.startswith(
+        f"the engine command printed '{banner}' before the protocol started (a login banner?)"
+    )
+    assert not client.running()
+
+
 def test_missing_engine_command():
     with pytest.raises(EngineError) as info:
         EngineClient(["/nonexistent/dragfu", "serve"]).start()

@@ -60,7 +60,7 @@ def ensure_gimp(build_timeout=3600):
 class GimpRun:
     """One fresh GIMP home + work folder; `python(script)` runs a script in GIMP 3."""
 
-    def __init__(self, mode, engine_config=None):
+    def __init__(self, mode, engine_config=None, install=False):
         self.mode = mode
         root = CHROOT if mode == "chroot" else "/"
         base = os.path.join(root, "tmp") if mode == "chroot" else tempfile.gettempdir()
@@ -77,8 +77,13 @@ class GimpRun:
         plugin_dir = os.path.join(
             self.outer, "home", ".config", "GIMP", "3.0", "plug-ins", "dragfu"
         )
-        shutil.copytree(os.path.join(REPO, "plugin", "dragfu"), plugin_dir, ignore=_IGNORE)
-        os.chmod(os.path.join(plugin_dir, "dragfu.py"), 0o755)
+        self.installed_config = None
+        if install:
+            # What a user gets: install/install.py puts the plug-in into the plug-ins folder.
+            self.installed_config = self._install(os.path.dirname(plugin_dir))
+        else:
+            shutil.copytree(os.path.join(REPO, "plugin", "dragfu"), plugin_dir, ignore=_IGNORE)
+            os.chmod(os.path.join(plugin_dir, "dragfu.py"), 0o755)
         shutil.copytree(
             os.path.join(REPO, "engine", "dragfu"),
             os.path.join(self.outer, "engine", "dragfu"),
@@ -92,11 +97,32 @@ class GimpRun:
             "device": "cpu",
             "model": "toy",
         }
+        if self.installed_config:
+            # The installer's settings, with the run's engine (inside the chroot) over them.
+            config = dict(self.installed_config, **config)
         for key, value in (engine_config or {}).items():
             # "{work}" in a string stands for the run's work folder (as GIMP sees it).
             config[key] = self._fill(value)
         with open(os.path.join(plugin_dir, "dragfu.json"), "w") as handle:
             json.dump(config, handle, indent=2)
+
+    def _install(self, plugins_folder):
+        """Run `install/install.py --plugin-only --plugin-dir FOLDER`; returns its dragfu.json."""
+        import sys
+
+        env = dict(os.environ, HOME=self.outside("installer-home"))
+        env["DRAGFU_HOME"] = self.outside("installer-data")
+        command = [
+            sys.executable, os.path.join(REPO, "install", "install.py"), "--plugin-only",
+            "--plugin-dir", plugins_folder, "--gimp-version", "3",
+            "--engine-command", "python3 -m dragfu.cli.main serve", "--device", "cpu",
+            "--no-doctor",
+        ]  # fmt: skip
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"install.py failed:\n{proc.stdout}{proc.stderr}")
+        with open(os.path.join(plugins_folder, "dragfu", "dragfu.json")) as handle:
+            return json.load(handle)
 
     def _fill(self, value):
         if isinstance(value, str):

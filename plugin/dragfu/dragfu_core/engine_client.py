@@ -204,11 +204,25 @@ class EngineClient(object):
 
     def _read_stdout(self):
         fd = self.proc.stdout.fileno()
-        reader = FrameReader(lambda n: os.read(fd, n), max_payload_bytes=self.max_payload_bytes)
+        head = bytearray()  # the output's first bytes, to name a login banner in the error
+
+        def read(n):
+            data = os.read(fd, n)
+            if len(head) < 4096:
+                head.extend(data[: 4096 - len(head)])
+            return data
+
+        reader = FrameReader(read, max_payload_bytes=self.max_payload_bytes)
+        started = False
         while True:
             try:
                 frame = reader.read_frame()
             except FrameError as error:
+                if not started:
+                    # Text before the first frame: a login banner, a shell rc file's echo, a
+                    # wrapper's message. Nothing after it can be trusted to be frames.
+                    self._events.put(_banner_error(head, error))
+                    break
                 self._events.put(error)
                 if error.fatal:
                     break
@@ -217,6 +231,7 @@ class EngineClient(object):
                 break
             if frame is None:
                 break
+            started = True
             self._events.put(frame)
         self._events.put(_EOF)
 
@@ -371,6 +386,9 @@ class EngineClient(object):
             self._events.put(_EOF)  # later waits see the end too
             self._wait_exit(2.0)
             raise self._failure("the engine stopped")
+        if isinstance(item, EngineError):
+            self._events.put(item)  # later waits see it too
+            raise item
         if isinstance(item, FrameError):
             raise EngineError("bad_frame", "the engine sent a bad frame: %s" % item.message)
         return item
@@ -519,6 +537,21 @@ class EngineClient(object):
         parts = [_renamed(mask, "mask")] if mask is not None else None
         return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
                             timeout=timeout, cancel_grace=cancel_grace)
+
+
+def _banner_error(head, error):
+    """EngineError for output that is not a frame before the first frame (a login banner?)."""
+    lines = [line.strip() for line in bytes(head).decode("utf-8", "replace").splitlines()]
+    first = next((line for line in lines if line), "")
+    if len(first) > 80:
+        first = first[:77] + "..."
+    return EngineError(
+        "bad_frame",
+        "the engine command printed '%s' before the protocol started (a login banner?): %s"
+        % (first, error.message),
+        "the engine's standard output must carry only protocol frames: make the remote login "
+        "print nothing for non-interactive commands (messages to stderr, or only when `[ -t 1 ]`)",
+    )
 
 
 def _renamed(part, name):

@@ -1,0 +1,120 @@
+"""Undo in the real GIMP 3: one Ctrl+Z after a Drag-Fu run gives back the image as it was.
+
+GIMP 3 offers plug-ins and batch scripts no undo call (Gimp.Image has only undo_group_start/end,
+enable/disable, freeze/thaw; the PDB has no gimp-image-undo), so this runs the full GIMP 3 UI on
+a virtual display (Xvfb, in the same Debian 13 chroot as test_gimp3_e2e.py): a script
+(undo_scene.py) opens an image in a display and runs plug-in-dragfu with the fake engine, then
+the test presses Ctrl+Z once in the image window through XTEST (xkeys.py): GIMP's own edit-undo.
+The plug-in comes from `install/install.py --plugin-only --plugin-dir DIR`, not a hand copy.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+
+FAKE_ENGINE = os.path.join(harness.REPO, "tests", "gimp2_shim", "fake_engine.py")
+
+SHELL = r"""
+set -u
+export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
+mkdir -p /tmp/.X11-unix
+Xvfb :{display} -screen 0 1280x900x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+export DISPLAY=:{display}
+sleep 2
+gimp-3.0 --no-splash --batch-interpreter=python-fu-eval -b {batch} >{work}/gimp.log 2>&1 &
+GIMP=$!
+for i in $(seq 1 240); do [ -f {work}/after.json ] && break; sleep 0.5; done
+sleep 2
+ID=""
+for W in $(xwininfo -root -tree 2>/dev/null | grep '"\*\?\[Untitled\]' | awk '{{print $1}}'); do
+  xwininfo -id "$W" 2>/dev/null | grep -q IsViewable && ID=$W && break
+done
+echo "image window: $ID"
+[ -n "$ID" ] || xwininfo -root -tree 2>/dev/null | grep -v '(has no name)' | head -n 30
+[ -n "$ID" ] && [ -f {work}/after.json ] && python3 {work}/xkeys.py "$ID" Control_L z
+for i in $(seq 1 240); do [ -f {work}/undone.json ] && break; sleep 0.5; done
+kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
+kill $XVFB 2>/dev/null
+"""
+
+
+@pytest.fixture(scope="module")
+def gimp_mode():
+    try:
+        return harness.ensure_gimp()
+    except harness.Unavailable as reason:
+        pytest.skip(str(reason))
+
+
+def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
+    engine = {"engine_command": ["python3", "{work}/fake_engine.py", "--resolution", "64"]}
+    run = harness.GimpRun(gimp_mode, engine, install=True)
+    try:
+        installed = run.outside("home", ".config", "GIMP", "3.0", "plug-ins", "dragfu")
+        assert os.access(os.path.join(installed, "dragfu.py"), os.X_OK)
+        assert os.path.isfile(os.path.join(installed, "dragfu_core", "job.py"))
+        assert run.installed_config["engine_command"] == [
+            "python3",
+            "-m",
+            "dragfu.cli.main",
+            "serve",
+        ]
+        shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
+        shutil.copy(os.path.join(HERE, "xkeys.py"), run.outside("work", "xkeys.py"))
+        rng = np.random.default_rng(3)
+        rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(run.outside("work", "photo.raw"))
+        params = {
+            "out": run.path("work"),
+            "pixels": run.path("work", "photo.raw"),
+            "stroke": [[100.5, 80.5], [110.5, 84.5]],
+        }
+        with open(run.outside("work", "params.json"), "w") as handle:
+            json.dump(params, handle)
+        scene = "PARAMS = {!r}\n".format(run.path("work", "params.json"))
+        scene += open(os.path.join(HERE, "undo_scene.py")).read()
+        with open(run.outside("work", "scene.py"), "w") as handle:
+            handle.write(scene)
+        batch = "exec(open({!r}).read())".format(run.path("work", "scene.py"))
+        shell = SHELL.format(
+            home=shlex.quote(run.path("home")), work=shlex.quote(run.path("work")),
+            batch=shlex.quote(batch), display=70 + os.getpid() % 20,
+        )  # fmt: skip
+        if gimp_mode == "native":
+            command = ["sh", "-c", shell]
+        else:
+            root = shlex.quote(harness.CHROOT)
+            command = [
+                "unshare", "-m", "--propagation", "private", "sh", "-c",
+                f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
+                f"exec chroot {root} sh -c {shlex.quote(shell)}",
+            ]  # fmt: skip
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=400)
+        log_path = run.outside("work", "gimp.log")
+        log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""
+        context = f"{proc.stdout}{proc.stderr}\n{log}"
+        assert os.path.exists(run.outside("work", "after.json")), context
+        ran = json.load(open(run.outside("work", "after.json")))
+        before, after = ran["before"], ran["after"]
+        assert after["status"] == "success", context
+        names = [layer[0] for layer in after["layers"]]
+        assert len(names) == len(before["layers"]) + 1 and names[1] == "photo", names
+        assert after["layers"][1:] == before["layers"]  # the source untouched, result above it
+        assert os.path.exists(run.outside("work", "undone.json")), context
+        undone = json.load(open(run.outside("work", "undone.json")))
+        # One undo step: the result layer is gone and every layer is bit-identical to before.
+        assert undone["layers"] == before["layers"], context
+    finally:
+        run.cleanup()
