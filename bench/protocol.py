@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {
         "benchmark": "protocol",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": {  # `dragfu bench` adds its own "machine" (CPU, torch, GPU)
+        "host": {  # `python -m bench` adds its own "machine" (CPU, torch, GPU)
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),

@@ -1,0 +1,85 @@
+"""House measurements: lines per part of the checkout, the largest file and function (ast).
+
+    python -m bench.house [--json]
+
+Lines are physical lines of *.py (and *.sh) files; parts: engine package, bench, plugin,
+install, tests. The largest function is the longest def (end_lineno - lineno + 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = {
+    "engine package": "engine/dragfu",
+    "bench": "bench",
+    "plugin": "plugin",
+    "install": "install",
+    "tests": "tests",
+}
+
+
+def source_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".sh") and p.is_file())
+
+
+def lines_of(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8", errors="replace").splitlines())
+
+
+def longest_function(path: Path) -> tuple[int, str]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except SyntaxError:  # Python 2.7 sources (the GIMP 2.10 plug-in)
+        return 0, ""
+    best = (0, "")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            best = max(best, (node.end_lineno - node.lineno + 1, node.name))
+    return best
+
+
+def measure(root: Path = ROOT) -> dict:
+    parts, largest_file, largest_function = {}, (0, ""), (0, "")
+    for name, rel in PARTS.items():
+        files = source_files(root / rel)
+        parts[name] = {"files": len(files), "lines": sum(lines_of(p) for p in files)}
+        for path in files:
+            shown = str(path.relative_to(root))
+            largest_file = max(largest_file, (lines_of(path), shown))
+            size, func = longest_function(path)
+            largest_function = max(largest_function, (size, f"{shown}:{func}"))
+    return {
+        "parts": parts,
+        "largest_file": {"path": largest_file[1], "lines": largest_file[0]},
+        "largest_function": {"name": largest_function[1], "lines": largest_function[0]},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.house", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args(argv)
+    result = measure()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for name, part in result["parts"].items():
+        print(f"{name:15} {part['files']:4} files {part['lines']:7} lines")
+    print(
+        f"largest file     {result['largest_file']['path']} ({result['largest_file']['lines']} lines)"
+    )
+    print(
+        f"largest function {result['largest_function']['name']} ({result['largest_function']['lines']} lines)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
