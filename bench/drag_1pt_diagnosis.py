@@ -7,10 +7,10 @@ pairs) is dragged from sample A's position to sample B's. One JSON line per drag
 its distance to the target before, the tracked handle's and the detected landmark's distance to
 the target after, and the gap between the two ("drift": the tracker followed something else).
 
-    python bench/drag_1pt_diagnosis.py default 16 '{"lr": 0.004}' > variant.jsonl
+    python -m bench.drag_1pt_diagnosis default 16 '{"lr": 0.004}' > variant.jsonl
 
 The third argument overrides DragSettings fields. The variants measured this way are in
-bench/results/drag_variants_1pt/ and docs/benchmarks.md (some were experimental settings that
+docs/results/drag_variants_1pt/ and docs/benchmarks.md (some were experimental settings that
 were removed again because they did not help).
 """
 
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from dragfu.bench.drag import landmarks_of
+from bench.drag import landmarks_of
 from dragfu.drag import drag
 from dragfu.models import load_generator
 from dragfu.models.seeds import DEFAULT_PSI, to_uint8, ws_from_seed

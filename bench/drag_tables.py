@@ -1,7 +1,7 @@
 """Markdown tables for docs/benchmarks.md from a merged drag-benchmark result.
 
-dragfu bench drag --merge bench/results/drag_shards/*.json --out bench/results/drag_100.json
-python bench/drag_tables.py bench/results/drag_100.json
+python -m bench drag --merge docs/results/drag_shards/*.json --out docs/results/drag_100.json
+python bench/drag_tables.py docs/results/drag_100.json
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ around it, one path from the mouth's right corner 6 model px outward; the plug-i
 defaults and the real engine on the CPU. The plug-in logs its own stages (read, engine,
 composite, insert) and its peak memory; everything but `engine` is the plug-in's overhead.
 
-    python bench/gimp_photo.py [--size 6000x4000] [--scale 8]
+    python -m bench.gimp_photo [--size 6000x4000] [--scale 8]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ fi
 export PYTHONPATH=$PWD/engine:/tmp/site
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$OUT/gpu.txt"
-B="python3 -m dragfu.cli.main bench"
+B="python3 -m bench"  # from the repository root
 step() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | tail -3; }
 step 45 $B generator --config 512 --device cuda --repeats 20 --out "$OUT/generator_512_fp32.json"
 step 45 $B generator --config 512 --device cuda --repeats 20 --precision fp16 --out "$OUT/generator_512_fp16.json"

@@ -8,7 +8,7 @@ region away from the drag points (high-frequency energy after / before); pixels 
 selection unchanged; share of the layer changed; seconds per stage. One 6000x4000 run times the
 stages on a big layer.
 
-    python bench/photo.py --out bench/results/photo.json [--quick]
+    python bench/photo.py --out docs/results/photo.json [--quick]
 """
 
 from __future__ import annotations

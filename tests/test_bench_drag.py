@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from dragfu.bench import drag as bench
+from bench import drag as bench
 from dragfu.toy import LANDMARK_NAMES
 
 

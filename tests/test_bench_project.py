@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from dragfu.bench import project as bench
-from dragfu.bench.drag import parse_settings
+from bench import project as bench
+from bench.drag import parse_settings
 from dragfu.errors import BadInputError
 from dragfu.project import ProjectionCache, ProjectSettings, project
 from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING

@@ -1,4 +1,4 @@
-"""`dragfu sample`, `convert`, `drag` (seed mode) and `bench generator` through the real CLI."""
+"""`dragfu sample`, `convert`, `drag` (seed mode) through the real CLI, and `python -m bench generator`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dragfu.cli.main import main
 from dragfu.errors import BadInputError
 from dragfu.models import load_generator, save_generator
 from dragfu.models.seeds import to_uint8, z_from_seed
-from tests.conftest import make_tiny_generator
+from tests.conftest import REPO, make_tiny_generator
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -112,7 +112,10 @@ def test_unknown_model_is_one_line(tmp_path):
 
 
 def test_bench_generator_runs_on_a_model(tiny_model):
-    result = run_cli("bench", "generator", "--config", str(tiny_model), "--repeats", "1", "--json")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "generator", "--config", str(tiny_model), "--repeats", "1",
+         "--json"], capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["feature_resolution"] == 32 and "full" in document["results"]

@@ -320,7 +320,8 @@ def test_model_download_by_url_cli_then_list_verify_remove(tiny_pickle_served, t
     assert "mine: mismatch" in capsys.readouterr().out
 
     assert main(["models", "--models-dir", models, "remove", "mine"]) == 0
-    assert sorted(os.listdir(models)) == ["dragfu-models.json"]
+    # Only the user's database (and the lock file its writers take) is left.
+    assert sorted(os.listdir(models)) == ["dragfu-models.json", "dragfu-models.json.lock"]
 
 
 def test_cli_download_unknown_name_is_one_line_error(tmp_path, capsys):

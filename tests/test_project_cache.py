@@ -260,7 +260,7 @@ def test_fingerprint_ignores_how_the_model_was_loaded(G, model_file):
 def test_benchmark_runs_end_to_end_on_a_tiny_model(model_file):
     import argparse
 
-    from dragfu.bench import project as bench
+    from bench import project as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
@@ -281,7 +281,7 @@ def test_benchmark_seconds_of_a_configuration_are_its_stages_and_the_ones_before
     later stages; a cache hit's seconds are not a projection's (NaN); every row is per stage."""
     from types import SimpleNamespace
 
-    from dragfu.bench import project as bench
+    from bench import project as bench
 
     def stage(psnr, seconds):
         return SimpleNamespace(psnr=psnr, ssim=psnr / 100, seconds=seconds)

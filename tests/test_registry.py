@@ -54,7 +54,7 @@ def test_toy_hash_matches_the_committed_file():
             "the trained toy model is not committed yet (engine/dragfu/assets/toy.safetensors)"
         )
     assert toy.sha256 == registry.sha256_file(toy.path()), (
-        "update registry.TOY_SHA256 to the committed toy.safetensors' sha256"
+        "update the toy entry's sha256 in engine/dragfu/models/catalogue.json"
     )
 
 

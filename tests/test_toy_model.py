@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from bench.train_toy import target_params
 from dragfu.models import load_generator
 from dragfu.models.registry import ASSETS_DIR
 from dragfu.toy import landmark_array
 from dragfu.toy.detector import detect
-from dragfu.toy.train import target_params
 
 SEEDS = range(8)
 
@@ -39,6 +39,7 @@ def test_the_embedded_model_and_its_config(toy):
     assert 64 <= kwargs["channel_max"] <= 128
     assert kwargs["mapping_kwargs"].get("num_layers", 8) <= 8
     document = json.loads(path.with_suffix(".json").read_text())
+    # The script's name when the committed model was trained; it is now `python -m bench.train_toy`.
     assert document["training"]["script"] == "python -m dragfu.toy.train"
     assert document["training"]["minutes"] <= 90
     # Truncation needs the mean w: set from the trained mapping, not left at zero.

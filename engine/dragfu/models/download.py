@@ -33,7 +33,8 @@ from dragfu.errors import (
     LicenseNotAcceptedError,
     UnknownModelError,
 )
-from dragfu.models import registry
+from dragfu.models import registry, userdb
+from dragfu.models.hashing import sha256_file
 from dragfu.models.registry import ModelInfo
 
 CHUNK = 1 << 16
@@ -62,10 +63,6 @@ def _free_bytes(folder: Path) -> int:
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     return shutil.disk_usage(probe).free
-
-
-def _sha256_of(path: Path) -> str:
-    return registry.sha256_file(path)
 
 
 class _Progress:
@@ -213,7 +210,7 @@ def fetch(
         bar.close()
     if not part.exists():
         raise DownloadError(f"download of {url} produced no file", code="download_failed")
-    digest = _sha256_of(part)
+    digest = sha256_file(part)
     if sha256 and digest.lower() != sha256.lower():
         part.unlink()
         raise ChecksumError(
@@ -286,10 +283,9 @@ def license_accepted(info: ModelInfo, models_dir: Path | None = None) -> bool:
 
 
 def accept_license(info: ModelInfo, models_dir: Path | None = None) -> None:
-    data = registry.load_user_registry(models_dir)
-    if info.license not in data["accepted_licenses"]:
-        data["accepted_licenses"].append(info.license)
-        registry.save_user_registry(data, models_dir)
+    with userdb.editing(models_dir) as data:
+        if info.license not in data["accepted_licenses"]:
+            data["accepted_licenses"].append(info.license)
 
 
 def license_notice(info: ModelInfo) -> str:
@@ -406,7 +402,7 @@ def download_model(
             report.converted = True
             report.path = final
             for path in placed:
-                files[path.name] = registry.sha256_file(path)
+                files[path.name] = sha256_file(path)
             if not keep_source:
                 source.unlink()
                 files.pop(source_name)
@@ -445,7 +441,7 @@ def verify_model(info: ModelInfo, models_dir: Path | None = None) -> list[FileCh
     )
     for path in files + [p for p in sidecars if p.is_file()]:
         expected, source = registry.expected_hash(info, path, models_dir)
-        checks.append(FileCheck(path, registry.sha256_file(path), expected, source))
+        checks.append(FileCheck(path, sha256_file(path), expected, source))
     return checks
 
 

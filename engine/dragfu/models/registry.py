@@ -1,10 +1,11 @@
 """The model registry: every generator Drag-Fu knows by name, where it comes from, where it lives.
 
-`MODELS` holds the built-in entries (DragGAN's models, NVIDIA's other StyleGAN2 releases, the
-LPIPS-VGG16 weights the projection uses, and the embedded toy model). Downloads made by the user
-(`dragfu models download NAME|URL`) are recorded in the user's registry file
-(`<models dir>/dragfu-models.json`): the sha256 of each verified download (trust on first use
-where the publisher gives no hash), URL-downloaded models under their own names, accepted licences.
+The catalogue is data: `catalogue.json` beside this module (DragGAN's models, NVIDIA's other
+StyleGAN2 releases, the LPIPS-VGG16 weights the projection uses, and the embedded toy model),
+read once into `MODELS`. Downloads made by the user (`dragfu models download NAME|URL`) are
+recorded in the user's database (`<models dir>/dragfu-models.json`, `dragfu.models.userdb`): the
+sha256 of each verified download (trust on first use where the publisher gives no hash),
+URL-downloaded models under their own names, accepted licences.
 
 Nothing here downloads: see `dragfu.models.download` and `dragfu models download`.
 """
@@ -12,39 +13,19 @@ Nothing here downloads: see `dragfu.models.download` and `dragfu models download
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from dragfu import paths
 from dragfu.errors import UnknownModelError
+from dragfu.models import userdb
+from dragfu.models.hashing import sha256_file
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-
-#: sha256 of engine/dragfu/assets/toy.safetensors (the trained toy model, docs/benchmarks.md).
-#: A test compares this constant with the committed file: retraining the toy means updating it.
-TOY_SHA256: str | None = "96f236a17ad24e3eee0246a7618137c092bc778bcdda10c148f886c0be701a1b"
-
-NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial research use only)"
-NVIDIA_NC_URL = "https://nvlabs.github.io/stylegan2-ada-pytorch/license.html"
-NVIDIA_TF_NC_URL = "https://nvlabs.github.io/stylegan2/license.html"
-SELF_DISTILLED_LICENSE = (
-    "as published by the Self-Distilled StyleGAN authors (research release used by DragGAN); "
-    "read their terms before any non-research use"
-)
-SELF_DISTILLED_URL = "https://self-distilled-stylegan.github.io/"
-HUMAN_LICENSE = (
-    "as published by the StyleGAN-Human authors (research use; built on NVIDIA's "
-    "non-commercial StyleGAN code)"
-)
-
-NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
-ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
-TF_SG2 = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/"
-SELF_DISTILLED = "https://storage.googleapis.com/self-distilled-stylegan/"
+CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.json"
 
 
 @dataclass(frozen=True)
@@ -116,220 +97,28 @@ class ModelInfo:
         return data
 
 
-def _nvidia(
-    name,
-    title,
-    resolution,
-    url,
-    notes="",
-    draggan=False,
-    license_url=NVIDIA_NC_URL,
-    source_format="nvidia-pkl",
-):
-    return ModelInfo(
-        name=name,
-        title=title,
-        resolution=resolution,
-        url=url,
-        sha256=None,
-        license=NVIDIA_NC,
-        filename=f"{name}.safetensors",
-        notes=notes,
-        license_url=license_url,
-        draggan=draggan,
-        source_format=source_format,
-    )
+def _model_info(entry: dict) -> ModelInfo:
+    known = {f.name for f in fields(ModelInfo)}
+    unknown = set(entry) - known
+    if unknown:
+        raise ValueError(f"catalogue entry {entry.get('name')!r}: unknown fields {sorted(unknown)}")
+    entry = dict(entry)
+    entry["resolution"] = tuple(entry.get("resolution") or (0, 0))
+    entry["source_names"] = tuple(entry.get("source_names") or ())
+    return ModelInfo(**entry)
 
 
-def _self_distilled(name, title, resolution, stem):
-    return ModelInfo(
-        name=name,
-        title=title,
-        resolution=resolution,
-        url=SELF_DISTILLED + f"{stem}_pytorch.pkl",
-        sha256=None,
-        license=SELF_DISTILLED_LICENSE,
-        filename=f"{name}.safetensors",
-        notes="Self-Distilled StyleGAN (Mokady et al.), trained on internet photos.",
-        license_url=SELF_DISTILLED_URL,
-        source_names=(f"{stem}_pytorch.pkl", f"stylegan2_{stem}_pytorch.pkl"),
-        draggan=True,
-        source_format="nvidia-pkl",
-    )
+def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, ModelInfo]:
+    """The catalogue file as {name: ModelInfo}, in its order."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {entry["name"]: _model_info(entry) for entry in document["models"]}
 
 
-_TF_NOTE = (
-    "TensorFlow-era StyleGAN2 pickle (config-f): read without TensorFlow (nothing in it is "
-    "executed) and converted to safetensors on download."
-)
-
-_ENTRIES = [
-    ModelInfo(
-        name="toy",
-        title="Toy faces (embedded default, trained for Drag-Fu)",
-        resolution=(128, 128),
-        url=None,
-        sha256=TOY_SHA256,
-        license="MIT (trained by the Drag-Fu project on its procedural toy-faces world)",
-        filename="toy.safetensors",
-        embedded=True,
-        notes="Ships inside the engine; nothing to download.",
-        noncommercial=False,
-        source_format="dragfu-safetensors",
-    ),
-    # --- DragGAN's list (scripts/download_model.sh and its README) ---
-    _nvidia(
-        "ffhq-512",
-        "FFHQ faces 512 (StyleGAN2)",
-        (512, 512),
-        NGC + "stylegan2-ffhq-512x512.pkl",
-        draggan=True,
-    ),
-    _nvidia(
-        "afhqcat-512",
-        "AFHQ cats 512 (StyleGAN2)",
-        (512, 512),
-        NGC + "stylegan2-afhqcat-512x512.pkl",
-        draggan=True,
-    ),
-    _nvidia(
-        "lsun-car",
-        "LSUN cars 512x384 (StyleGAN2 config-f)",
-        (512, 384),
-        TF_SG2 + "stylegan2-car-config-f.pkl",
-        notes=_TF_NOTE + " The network outputs 512x512; the picture is the middle 384 rows.",
-        draggan=True,
-        license_url=NVIDIA_TF_NC_URL,
-        source_format="nvidia-tf-pkl",
-    ),
-    _nvidia(
-        "lsun-cat",
-        "LSUN cats 256 (StyleGAN2 config-f)",
-        (256, 256),
-        TF_SG2 + "stylegan2-cat-config-f.pkl",
-        notes=_TF_NOTE,
-        draggan=True,
-        license_url=NVIDIA_TF_NC_URL,
-        source_format="nvidia-tf-pkl",
-    ),
-    _self_distilled("lions-512", "Lions 512 (Self-Distilled StyleGAN)", (512, 512), "lions_512"),
-    _self_distilled("dogs-1024", "Dogs 1024 (Self-Distilled StyleGAN)", (1024, 1024), "dogs_1024"),
-    _self_distilled("horses-256", "Horses 256 (Self-Distilled StyleGAN)", (256, 256), "horses_256"),
-    _self_distilled(
-        "elephants-512", "Elephants 512 (Self-Distilled StyleGAN)", (512, 512), "elephants_512"
-    ),
-    ModelInfo(
-        name="human-512x256",
-        title="StyleGAN-Human v2 full bodies 512x256",
-        resolution=(256, 512),
-        url=None,
-        sha256=None,
-        license=HUMAN_LICENSE,
-        filename="human-512x256.safetensors",
-        notes=(
-            "Published on Google Drive via https://github.com/stylegan-human/StyleGAN-Human "
-            "(no direct URL): download stylegan_human_v2_512.pkl by hand into the models folder. "
-            "Rectangular generator (512 high, 256 wide)."
-        ),
-        license_url="https://github.com/stylegan-human/StyleGAN-Human",
-        source_names=("stylegan_human_v2_512.pkl",),
-        draggan=True,
-        source_format="nvidia-pkl",
-    ),
-    # --- NVIDIA's other StyleGAN2 releases (stylegan3 repository: NGC catalogue) ---
-    _nvidia("ffhq-1024", "FFHQ faces 1024", (1024, 1024), NGC + "stylegan2-ffhq-1024x1024.pkl"),
-    _nvidia("ffhq-256", "FFHQ faces 256", (256, 256), NGC + "stylegan2-ffhq-256x256.pkl"),
-    _nvidia(
-        "ffhqu-1024",
-        "FFHQ-U (unaligned) faces 1024",
-        (1024, 1024),
-        NGC + "stylegan2-ffhqu-1024x1024.pkl",
-    ),
-    _nvidia(
-        "ffhqu-256", "FFHQ-U (unaligned) faces 256", (256, 256), NGC + "stylegan2-ffhqu-256x256.pkl"
-    ),
-    _nvidia(
-        "metfaces-1024",
-        "MetFaces portraits 1024",
-        (1024, 1024),
-        NGC + "stylegan2-metfaces-1024x1024.pkl",
-    ),
-    _nvidia(
-        "metfacesu-1024",
-        "MetFaces-U portraits 1024",
-        (1024, 1024),
-        NGC + "stylegan2-metfacesu-1024x1024.pkl",
-    ),
-    _nvidia(
-        "afhqv2-512", "AFHQv2 animal faces 512", (512, 512), NGC + "stylegan2-afhqv2-512x512.pkl"
-    ),
-    _nvidia("afhqdog-512", "AFHQ dogs 512", (512, 512), NGC + "stylegan2-afhqdog-512x512.pkl"),
-    _nvidia(
-        "afhqwild-512", "AFHQ wild animals 512", (512, 512), NGC + "stylegan2-afhqwild-512x512.pkl"
-    ),
-    _nvidia(
-        "brecahad-512", "BreCaHAD histology 512", (512, 512), NGC + "stylegan2-brecahad-512x512.pkl"
-    ),
-    _nvidia(
-        "cifar10-32",
-        "CIFAR-10 32 (class-conditional)",
-        (32, 32),
-        NGC + "stylegan2-cifar10-32x32.pkl",
-        notes="Conditional generator (c_dim=10): needs a class label.",
-    ),
-    _nvidia(
-        "celebahq-256", "CelebA-HQ faces 256", (256, 256), NGC + "stylegan2-celebahq-256x256.pkl"
-    ),
-    _nvidia("lsundog-256", "LSUN dogs 256", (256, 256), NGC + "stylegan2-lsundog-256x256.pkl"),
-    # --- stylegan2-ada-pytorch's own release (same networks as the NGC files above, ADA paper) ---
-    _nvidia(
-        "ada-ffhq-1024", "FFHQ faces 1024 (stylegan2-ada-pytorch)", (1024, 1024), ADA + "ffhq.pkl"
-    ),
-    _nvidia(
-        "ada-metfaces-1024",
-        "MetFaces 1024 (stylegan2-ada-pytorch)",
-        (1024, 1024),
-        ADA + "metfaces.pkl",
-    ),
-    _nvidia(
-        "ada-afhqcat-512", "AFHQ cats 512 (stylegan2-ada-pytorch)", (512, 512), ADA + "afhqcat.pkl"
-    ),
-    _nvidia(
-        "ada-afhqdog-512", "AFHQ dogs 512 (stylegan2-ada-pytorch)", (512, 512), ADA + "afhqdog.pkl"
-    ),
-    _nvidia(
-        "ada-afhqwild-512",
-        "AFHQ wild 512 (stylegan2-ada-pytorch)",
-        (512, 512),
-        ADA + "afhqwild.pkl",
-    ),
-    _nvidia(
-        "ada-brecahad-512", "BreCaHAD 512 (stylegan2-ada-pytorch)", (512, 512), ADA + "brecahad.pkl"
-    ),
-    _nvidia(
-        "ada-cifar10-32",
-        "CIFAR-10 32 (stylegan2-ada-pytorch, conditional)",
-        (32, 32),
-        ADA + "cifar10.pkl",
-        notes="Conditional generator (c_dim=10): needs a class label.",
-    ),
-    # --- not a generator: the perceptual loss of the projection (dragfu.project) ---
-    ModelInfo(
-        name="lpips-vgg16",
-        title="LPIPS-VGG16 perceptual loss (TorchScript, for projection)",
-        resolution=(0, 0),
-        url=ADA + "metrics/vgg16.pt",
-        sha256=None,
-        license=NVIDIA_NC + "; LPIPS (BSD-2-Clause) weights on VGG16",
-        filename="vgg16.pt",
-        kind="lpips",
-        notes="Used by projection when present (also DRAGFU_LPIPS=path); not converted.",
-        license_url=NVIDIA_NC_URL,
-        source_format="torchscript",
-    ),
-]
-
-MODELS: dict[str, ModelInfo] = {info.name: info for info in _ENTRIES}
+MODELS: dict[str, ModelInfo] = load_catalogue()
+#: sha256 of engine/dragfu/assets/toy.safetensors (the trained toy model, docs/benchmarks.md),
+#: pinned in catalogue.json. A test compares it with the committed file: retraining the toy
+#: means updating the catalogue.
+TOY_SHA256: str | None = MODELS["toy"].sha256
 DEFAULT_MODEL = "toy"
 
 
@@ -338,37 +127,19 @@ DEFAULT_MODEL = "toy"
 # ---------------------------------------------------------------------------------------------
 
 
-def _registry_path(models_dir: Path | None) -> Path:
-    if models_dir is None:
-        return paths.user_registry_path()
-    return Path(models_dir) / paths.USER_REGISTRY_NAME
-
-
 def load_user_registry(models_dir: Path | None = None) -> dict:
-    """{"models": {name: record}, "accepted_licenses": [...]}; empty when there is no file."""
-    path = _registry_path(models_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        data = {}
-    except (OSError, ValueError):
-        # A damaged registry must not stop the engine: it only holds hashes we can record again.
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    data.setdefault("models", {})
-    data.setdefault("accepted_licenses", [])
-    return data
+    """{"models": {name: record}, "accepted_licenses": [...]}; empty when there is no file.
+    Cached per process (see `userdb`); the result is a copy."""
+    return userdb.load(models_dir)
 
 
 def save_user_registry(data: dict, models_dir: Path | None = None) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves half a registry."""
-    path = _registry_path(models_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Replace the user's database (locked, atomic). To change part of it, `userdb.editing`."""
+    return userdb.save(data, models_dir)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def record_download(
@@ -381,17 +152,16 @@ def record_download(
     info: ModelInfo | None = None,
 ) -> dict:
     """Remember a verified download: its source hash and the hash of every local file we made."""
-    data = load_user_registry(models_dir)
     record = {
         "url": url,
         "source_sha256": source_sha256,
         "files": files,  # local file name -> sha256
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recorded": _now(),
     }
     if info is not None and info.name not in MODELS:
         record["info"] = info.to_json()
-    data["models"][name] = record
-    save_user_registry(data, models_dir)
+    with userdb.editing(models_dir) as data:
+        data["models"][name] = record
     return record
 
 
@@ -399,24 +169,20 @@ def record_local_hashes(name: str, files: dict[str, str], models_dir: Path | Non
     """Trust on first use for files put in the models folder by hand (e.g. DragGAN's
     checkpoints): remember their sha256 so later checks catch any change. Never replaces a hash
     already recorded."""
-    data = load_user_registry(models_dir)
-    record = data["models"].setdefault(
-        name, {"url": None, "source_sha256": None, "files": {}, "recorded": None}
-    )
-    record.setdefault("files", {})
-    for filename, digest in files.items():
-        record["files"].setdefault(filename, digest)
-    record["recorded"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    save_user_registry(data, models_dir)
+    with userdb.editing(models_dir) as data:
+        record = data["models"].setdefault(
+            name, {"url": None, "source_sha256": None, "files": {}, "recorded": None}
+        )
+        record.setdefault("files", {})
+        for filename, digest in files.items():
+            record["files"].setdefault(filename, digest)
+        record["recorded"] = _now()
     return record
 
 
 def forget_download(name: str, models_dir: Path | None = None) -> bool:
-    data = load_user_registry(models_dir)
-    if data["models"].pop(name, None) is None:
-        return False
-    save_user_registry(data, models_dir)
-    return True
+    with userdb.editing(models_dir) as data:
+        return data["models"].pop(name, None) is not None
 
 
 def user_models(models_dir: Path | None = None) -> dict[str, ModelInfo]:
@@ -427,11 +193,8 @@ def user_models(models_dir: Path | None = None) -> dict[str, ModelInfo]:
         if name in MODELS or not isinstance(raw, dict):
             continue
         try:
-            raw = dict(raw)
-            raw["resolution"] = tuple(raw.get("resolution") or (0, 0))
-            raw["source_names"] = tuple(raw.get("source_names") or ())
-            result[name] = ModelInfo(**raw)
-        except TypeError:
+            result[name] = _model_info(raw)
+        except (TypeError, ValueError):
             continue
     return result
 
@@ -447,14 +210,6 @@ def recorded_hashes(name: str, models_dir: Path | None = None) -> dict[str, str]
     record = load_user_registry(models_dir)["models"].get(name) or {}
     files = record.get("files") or {}
     return {str(k): str(v) for k, v in files.items()}
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expected_hash(

@@ -1,6 +1,6 @@
 """One drag on a photo, start to end: region, alignment, projection, drag, paste-back.
 
-What `dragfu drag IMAGE`, `dragfu demo` and `dragfu bench photo` run (the protocol server runs
+What `dragfu drag IMAGE`, `dragfu demo` and `python -m bench.photo` run (the protocol server runs
 the same steps split over its `project` and `drag` requests).
 """
 

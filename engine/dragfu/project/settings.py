@@ -1,6 +1,6 @@
 """Projection settings: every stage, its step count and learning rate; defaults chosen by the benchmark.
 
-The defaults are set by `dragfu bench project --sweep` on the 128x128 toy model with the fallback
+The defaults are set by `python -m bench project --sweep` on the 128x128 toy model with the fallback
 perceptual loss (docs/benchmarks.md): far fewer W steps than NVIDIA's projector (1000), since
 the default must finish within a minute on a 2-core CPU, and a pixel L2 term next to the perceptual
 loss in every stage. NVIDIA's and PTI's published values are noted next to each field.

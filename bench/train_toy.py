@@ -1,6 +1,6 @@
 """Train the embedded toy generator: a StyleGAN2 generator of the toy-faces world, on CPU.
 
-    python -m dragfu.toy.train --minutes 65 --out engine/dragfu/assets/toy --seed 0
+    python -m bench.train_toy --minutes 65 --out engine/dragfu/assets/toy --seed 0
 
 The committed model is that one command (6,000 steps, 46.8 minutes on the shared 2-core CPU;
 docs/benchmarks.md). `--resume PATH` continues from a saved model (fresh optimiser state); a
@@ -288,7 +288,7 @@ def train(args: argparse.Namespace) -> Path:
 
 def _info(args: argparse.Namespace, step: int, started: float, previous: dict | None) -> dict:
     info = {
-        "script": "python -m dragfu.toy.train",
+        "script": "python -m bench.train_toy",
         "seed": args.seed,
         "steps": step,
         "batch": args.batch,
@@ -312,7 +312,7 @@ def _info(args: argparse.Namespace, step: int, started: float, previous: dict | 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dragfu.toy.train", description=__doc__.split("\n")[0]
+        prog="python -m bench.train_toy", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--minutes", type=float, default=65.0, help="wall-clock budget")
     parser.add_argument("--steps", type=int, default=6_000, help="step budget")

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-requests", type=int, default=300, help="hello round trips timed")
     parser.add_argument("--image-runs", type=int, default=20, help="image round trips timed")
     parser.add_argument("--size", type=int, default=1024, help="side of the square test image")
+    parser.add_argument(
+        "--cold-only", action="store_true", help="only the cold start (spawn to `hello` answered)"
+    )
 
 
 def ssh_like(argv: list[str]) -> list[str]:
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {
         "benchmark": "protocol",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": {  # `dragfu bench` adds its own "machine" (CPU, torch, GPU)
+        "host": {  # `python -m bench` adds its own "machine" (CPU, torch, GPU)
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -165,10 +168,9 @@ def run(args: argparse.Namespace) -> dict:
         if transport not in TRANSPORTS:
             raise SystemExit(f"unknown transport {transport!r}; choose from {TRANSPORTS}")
         command = argv if transport == "pipe" else ssh_like(argv)
-        results[transport] = {
-            "cold_start_to_ready": cold_start(command, args.cold_runs),
-            **warm(command, args.warm_requests, image, args.image_runs),
-        }
+        results[transport] = {"cold_start_to_ready": cold_start(command, args.cold_runs)}
+        if not getattr(args, "cold_only", False):
+            results[transport].update(warm(command, args.warm_requests, image, args.image_runs))
     return results
 
 

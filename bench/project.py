@@ -8,7 +8,7 @@ Sections:
   so this equals running the shorter configuration alone), its seconds the total minus the later
   stages.
 - drag: landmark drags on the projected renders (1 and 5 points, targets = another render's
-  landmarks, as in `dragfu bench drag`'s manipulation set-up) with the tuned generator; mean distance
+  landmarks, as in `python -m bench drag`'s manipulation set-up) with the tuned generator; mean distance
   (MD) of the detected landmarks to the targets, next to the same drags on generated images; and
   1-point drags with a movable-region mask: PSNR outside the region against the input photo.
 - sweep (`--sweep`): the candidate settings the defaults were chosen from, on the first images.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dragfu.bench.stats import log, summarise
+from bench.stats import log, summarise
 from dragfu.errors import BadInputError
 from dragfu.project import ProjectSettings, project
 from dragfu.project.losses import psnr
@@ -125,7 +125,7 @@ def load_average() -> list[float] | None:
 
 
 def _settings(args: argparse.Namespace, **changes) -> ProjectSettings:
-    from dragfu.bench.drag import parse_settings
+    from bench.drag import parse_settings
 
     base = ProjectSettings(
         w_steps=args.w_steps,
@@ -202,7 +202,7 @@ def quality(
 
 
 def drag_section(G, photos, projections, args) -> dict:
-    from dragfu.bench.drag import (
+    from bench.drag import (
         FIVE,
         edit_row,
         landmarks_of,
@@ -295,7 +295,7 @@ def drag_table(edits: list[dict], fidelity: list[dict]) -> dict:
     of mean MDs (projected over generated) on the landmarks that survive and with a lost
     landmark counted as no progress (its distance before the drag); and the fidelity drags'
     PSNR outside the movable box against the photo."""
-    from dragfu.bench.drag import summarise_manipulation
+    from bench.drag import summarise_manipulation
 
     from_both = [e for e in edits if e["method"] in ARMS]
     table = summarise_manipulation(from_both) if from_both else {}
@@ -422,7 +422,7 @@ def sweep(G, photos, args) -> dict:
 
 
 def speed_512(device: torch.device, settings: ProjectSettings) -> dict:
-    from dragfu.bench.timing import synchronize
+    from bench.timing import synchronize
     from dragfu.models import Generator
 
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dragfu.bench.stats import log, summarise
+from bench.stats import log, summarise
 from dragfu.device import choose_device
 from dragfu.drag import METHODS, drag
 from dragfu.errors import BadInputError

@@ -1,4 +1,12 @@
-"""`dragfu bench NAME`: the benchmarks (never part of the test run); results as JSON."""
+"""`python -m bench NAME`: the benchmarks, run from a checkout (never part of the test run).
+
+    python -m bench generator / drag / toy / project / protocol [--json] [--out FILE] ...
+
+Run it from the repository root with the engine importable (`pip install -e .`, or
+PYTHONPATH=engine). The benchmarks are not in the installed package: the `dragfu` command has no
+`bench` subcommand. Each result is one JSON object (the machine added); raw results live in
+docs/results/.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,11 @@ import argparse
 import importlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
-import torch
-
-from dragfu.cli.common import print_json
-
-# name -> module under dragfu.bench with add_arguments(parser) and run(args) -> dict
+# name -> module bench.NAME with add_arguments(parser) and run(args) -> dict
 BENCHMARKS = {
     "generator": "StyleGAN2 forward / forward+backward, full synthesis vs stopping at the feature block",
     "drag": "drag accuracy (toy landmarks), paired reconstruction, fidelity, speed; both methods",
@@ -23,29 +28,27 @@ BENCHMARKS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="run a benchmark (see docs/benchmarks.md)")
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser; only the benchmark named in argv (if any) is imported."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Drag-Fu benchmarks (docs/benchmarks.md)"
+    )
     names = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in BENCHMARKS.items():
         sub = names.add_parser(name, help=help_text)
         sub.add_argument("--json", action="store_true", help="print the result as one JSON object")
         sub.add_argument("--out", help="also write the JSON result to this file")
-        try:
-            module = importlib.import_module(f"dragfu.bench.{name}")
-        except ImportError:
-            sub.set_defaults(func=_missing, module=None)
-            continue
-        module.add_arguments(sub)
-        sub.set_defaults(func=run, module=module)
-
-
-def _missing(args: argparse.Namespace) -> int:
-    from dragfu.errors import DragfuError
-
-    raise DragfuError(f"benchmark {args.benchmark!r} is not available in this build")
+        if name == chosen:
+            module = importlib.import_module(f"bench.{name}")
+            module.add_arguments(sub)
+            sub.set_defaults(module=module)
+    return parser
 
 
 def machine() -> dict:
+    import torch
+
     info = {
         "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
@@ -57,7 +60,11 @@ def machine() -> dict:
     return info
 
 
-def run(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    from dragfu.cli.common import print_json
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     measured = args.module.run(args)  # first: a benchmark may set the thread count
     result = {"benchmark": args.benchmark, "machine": machine(), **measured}
     if args.out:
@@ -68,3 +75,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(result, indent=2))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from dragfu.bench.timing import time_call
+from bench.timing import time_call
 from dragfu.device import choose_device
 from dragfu.models import Generator, load_generator
 

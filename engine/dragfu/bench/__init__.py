@@ -1,1 +1,0 @@
-"""Benchmark implementations behind `dragfu bench NAME` (each: add_arguments, run -> dict)."""
