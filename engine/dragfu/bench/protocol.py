@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from dragfu.protocol.client import EngineProcess
-from dragfu.protocol.frames import Part
+from dragfu.protocol.frames import numpy_part, png_part
 
 TRANSPORTS = ("pipe", "wrapper")
 
@@ -86,7 +86,7 @@ def warm(argv: list[str], requests: int, image: np.ndarray, image_runs: int) -> 
             engine.request({"type": "echo"})
             echo_times.append(time.perf_counter() - started)
 
-        array_part = Part.from_array("image", image)
+        array_part = numpy_part("image", image)
         echo = engine.request({"type": "echo"}, [array_part])  # warm-up, and check the bytes
         if echo.parts["image"].data != array_part.data:
             raise RuntimeError("echo returned different bytes")
@@ -109,7 +109,7 @@ def warm(argv: list[str], requests: int, image: np.ndarray, image_runs: int) -> 
             started = time.perf_counter()
             data = encode_png()
             encoded = time.perf_counter()
-            back = engine.request({"type": "echo"}, [Part.png("image", data)])
+            back = engine.request({"type": "echo"}, [png_part("image", data)])
             sent = time.perf_counter()
             with Image.open(io.BytesIO(back.parts["image"].data)) as decoded:
                 decoded.load()

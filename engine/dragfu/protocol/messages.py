@@ -21,6 +21,7 @@ from dragfu.protocol.frames import (
     SUPPORTED_PROTOCOL_VERSIONS,
     Frame,
     Part,
+    numpy_array,
     request_id_of,
 )
 
@@ -233,7 +234,7 @@ def decode_image(part: Part, rid: Any, what: str = "image") -> np.ndarray:
         except Exception as error:  # PIL raises many types for broken files
             raise _bad("bad_image", f"'{what}' is not a readable PNG: {error}"[:300], rid) from None
         return array
-    array = part.array()
+    array = numpy_array(part)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
@@ -265,7 +266,7 @@ def decode_mask(part: Part, rid: Any, what: str) -> np.ndarray:
     if part.kind == "png":
         grey = decode_image(part, rid, what).astype(np.float32).mean(axis=2)
         return grey / 255.0
-    array = part.array()
+    array = numpy_array(part)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim != 2:

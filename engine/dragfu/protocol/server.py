@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from dragfu.protocol.frames import (
     FrameReader,
     Part,
     encode_frame,
+    image_part,
     request_id_of,
 )
 
@@ -58,21 +58,6 @@ DEFAULT_MAX_LATENTS = 8
 # How long shutdown / a vanished client waits for a cancelled request to unwind (it normally takes
 # one optimisation step) before the process exits regardless.
 SHUTDOWN_GRACE_SECONDS = 10.0
-
-
-# ----------------------------------------------------------------------------------------------
-# Images at the protocol boundary
-
-
-def image_part(name: str, image: np.ndarray, output: str) -> Part:
-    """An RGB uint8 image as a payload part: PNG (fast compression: it is a pipe, not a file) or raw."""
-    if output == "array":
-        return Part.from_array(name, np.ascontiguousarray(image, dtype=np.uint8))
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-    return Part.png(name, buffer.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------
