@@ -24,6 +24,7 @@ from dragfu.protocol.frames import (
     numpy_array,
     request_id_of,
 )
+from dragfu_core.events import ErrorEvent, ProgressEvent, Result
 
 REQUEST_TYPES = ("hello", "load_model", "project", "drag", "cancel", "shutdown", "echo")
 EVENT_TYPES = ("progress", "result", "error")
@@ -488,28 +489,18 @@ def check_points_inside(
 
 
 # ----------------------------------------------------------------------------------------------
-# Events
+# Events: built with the typed events the client reads them back as (dragfu_core.events)
 
 
 def result_header(request_id: Any, request: str, **fields: Any) -> dict[str, Any]:
-    return {"type": "result", "id": request_id, "request": request, **fields}
+    return Result.build(request_id, request, **fields).header
 
 
 def error_header(request_id: Any, code: str, message: str, hint: str = "") -> dict[str, Any]:
-    header: dict[str, Any] = {"type": "error", "id": request_id, "code": code, "message": message}
-    if hint:
-        header["hint"] = hint
-    return header
+    return ErrorEvent.build(request_id, code, message, hint).header
 
 
 def progress_header(
     request_id: Any, stage: str, step: int, total: int, **fields: Any
 ) -> dict[str, Any]:
-    return {
-        "type": "progress",
-        "id": request_id,
-        "stage": stage,
-        "step": step,
-        "total": total,
-        **fields,
-    }
+    return ProgressEvent.build(request_id, stage, step, total, **fields).header
