@@ -129,6 +129,15 @@ def rgb_array_part(name: str, image: np.ndarray) -> Part:
 # ---------------------------------------------------------------------------------------------
 
 
+def test_the_fake_and_the_real_backend_implement_the_backend_protocol():
+    from dragfu.protocol.backend import Backend
+    from dragfu.protocol.torch_backend import EngineBackend
+
+    assert isinstance(FakeBackend(), Backend) and isinstance(FakeBackend(photo=True), Backend)
+    assert isinstance(EngineBackend("cpu"), Backend)
+    assert not isinstance(object(), Backend)
+
+
 def test_hello_reports_protocol_engine_devices_and_models(harness):
     h = harness()
     result = terminal(h.request({"type": "hello", "id": "h", "protocol": 1}))
