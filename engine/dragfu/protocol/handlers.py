@@ -25,12 +25,11 @@ from dragfu.errors import DragfuError
 from dragfu.protocol import messages as m
 from dragfu.protocol.backend import Backend
 from dragfu.protocol.frames import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS,
     image_part,
 )
-from dragfu.protocol.runtime import DEFAULT_IDLE_TIMEOUT, Job, Runtime, log
+from dragfu.protocol.runtime import Job, Runtime, log
 
 DEFAULT_MAX_LATENTS = 8
 Point = tuple[float, float]
@@ -109,14 +108,11 @@ class Server(Runtime):
         backend: Backend,
         write: Callable[[bytes], Any],
         *,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         default_model: str = "toy",
         max_latents: int = DEFAULT_MAX_LATENTS,
+        **runtime_options: Any,  # max_payload_bytes, idle_timeout (Runtime)
     ) -> None:
-        super().__init__(
-            backend, write, max_payload_bytes=max_payload_bytes, idle_timeout=idle_timeout
-        )
+        super().__init__(backend, write, **runtime_options)
         self.default_model = default_model
         self.max_latents = max_latents
         self.models: dict[str, Any] = {}
