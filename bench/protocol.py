@@ -24,8 +24,14 @@ import time
 
 import numpy as np
 
-from dragfu.protocol.client import EngineProcess
-from dragfu.protocol.frames import Part
+from dragfu.protocol.frames import numpy_part, png_part
+from dragfu_core.engine_client import EngineClient
+
+
+def open_engine(argv: list[str]) -> EngineClient:
+    """The one protocol client, keeping this Python's environment (PYTHONPATH included)."""
+    return EngineClient(argv, env=dict(os.environ), startup_timeout=300)
+
 
 TRANSPORTS = ("pipe", "wrapper")
 
@@ -64,8 +70,8 @@ def cold_start(argv: list[str], runs: int) -> dict:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        with EngineProcess(argv) as engine:
-            engine.request({"type": "hello"}, timeout=300)
+        with open_engine(argv) as engine:
+            engine.request("hello", timeout=300)
             times.append(time.perf_counter() - started)
     return stats_ms(times)
 
@@ -73,30 +79,30 @@ def cold_start(argv: list[str], runs: int) -> dict:
 def warm(argv: list[str], requests: int, image: np.ndarray, image_runs: int) -> dict:
     from PIL import Image
 
-    with EngineProcess(argv) as engine:
-        engine.request({"type": "hello"}, timeout=300)
+    with open_engine(argv) as engine:
+        engine.request("hello", timeout=300)
         for _ in range(10):  # warm-up: threads started, pages touched
-            engine.request({"type": "hello"})
+            engine.request("hello")
         hello_times = []
         for _ in range(requests):
             started = time.perf_counter()
-            engine.request({"type": "hello"})
+            engine.request("hello")
             hello_times.append(time.perf_counter() - started)
         # An empty echo: the transport alone (hello also lists devices and checks model files).
         echo_times = []
         for _ in range(requests):
             started = time.perf_counter()
-            engine.request({"type": "echo"})
+            engine.request("echo")
             echo_times.append(time.perf_counter() - started)
 
-        array_part = Part.from_array("image", image)
-        echo = engine.request({"type": "echo"}, [array_part])  # warm-up, and check the bytes
+        array_part = numpy_part("image", image)
+        echo = engine.request("echo", None, [array_part])  # warm-up, and check the bytes
         if echo.parts["image"].data != array_part.data:
             raise RuntimeError("echo returned different bytes")
         array_times = []
         for _ in range(image_runs):
             started = time.perf_counter()
-            engine.request({"type": "echo"}, [array_part])
+            engine.request("echo", None, [array_part])
             array_times.append(time.perf_counter() - started)
 
         def encode_png() -> bytes:
@@ -112,7 +118,7 @@ def warm(argv: list[str], requests: int, image: np.ndarray, image_runs: int) -> 
             started = time.perf_counter()
             data = encode_png()
             encoded = time.perf_counter()
-            back = engine.request({"type": "echo"}, [Part.png("image", data)])
+            back = engine.request("echo", None, [png_part("image", data)])
             sent = time.perf_counter()
             with Image.open(io.BytesIO(back.parts["image"].data)) as decoded:
                 decoded.load()

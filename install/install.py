@@ -298,6 +298,7 @@ def engine_fingerprint(checkout, dev):
     files = [checkout / "pyproject.toml"]
     if not dev:  # an editable install sees source changes without reinstalling
         files += _source_files(checkout / "engine" / "dragfu")
+        files += _source_files(checkout / "plugin" / "dragfu" / "dragfu_core")  # in the wheel too
     for path in files:
         if path.is_file():
             digest.update(str(path.relative_to(checkout)).encode("utf-8"))

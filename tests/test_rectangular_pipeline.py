@@ -26,7 +26,7 @@ from dragfu.project import (
 )
 from dragfu.project.losses import LpipsScriptLoss, lpips_size, noise_autocorrelation
 from dragfu.project.projector import prepare_target
-from dragfu.protocol.frames import Part, encode_frame, read_all
+from dragfu.protocol.frames import Part, encode_frame, numpy_array, numpy_part, read_all
 from dragfu.protocol.server import EngineBackend, Server
 from tests.conftest import make_tiny_generator
 
@@ -197,17 +197,17 @@ def test_server_reports_width_height_and_drags_in_the_rectangular_frame(engine, 
             "targets": [[9, 22]], "max_steps": 2, "output": "array"}  # fmt: skip
     mask = np.zeros((H, W), np.uint8)
     mask[16:, :] = 255
-    result = engine.request(drag, [Part.from_array("mask", mask)])
+    result = engine.request(drag, [numpy_part("mask", mask)])
     assert result.type == "result", result.header
     assert result.header["size"] == [W, H] and result.header["model_size"] == [W, H]
-    assert result.parts["image"].array().shape == (H, W, 3)
+    assert numpy_array(result.parts["image"]).shape == (H, W, 3)
     x, y = result.header["points"][0]
     assert 0 <= x <= W and 0 <= y <= H
     # The same drag where nothing can move (lr 0, whole-pixel tracking): the point is found where
     # it was, (8, 26) in W x H, not transposed nor clamped into a square.
     still = engine.request(
         {**drag, "id": "s", "options": {"lr": 0.0, "subpixel_tracking": False}},
-        [Part.from_array("mask", mask)],
+        [numpy_part("mask", mask)],
     )
     assert still.type == "result", still.header
     assert still.header["points"] == [[8.0, 26.0]]
@@ -215,7 +215,7 @@ def test_server_reports_width_height_and_drags_in_the_rectangular_frame(engine, 
     outside = engine.request({**drag, "id": "o", "handles": [[20, 5]], "targets": [[8, 5]]})
     assert outside.type == "error" and outside.header["code"] == "invalid_points"
     assert "outside the 16x32 image" in outside.header["message"]
-    transposed = engine.request({**drag, "id": "t"}, [Part.from_array("mask", mask.T.copy())])
+    transposed = engine.request({**drag, "id": "t"}, [numpy_part("mask", mask.T.copy())])
     assert transposed.type == "error" and transposed.header["code"] == "bad_request"
     assert "'mask' is 32x16 but the image it refers to is 16x32" in transposed.header["message"]
 
@@ -228,28 +228,28 @@ def test_server_projects_a_crop_of_any_size_and_drags_on_it(engine, rect_model):
     projected = engine.request(
         {"type": "project", "id": "p", "model": model, "cache": False, "output": "array",
          "settings": settings},
-        [Part.from_array("image", crop), Part.from_array("weight_mask", np.full((44, 20), 255, np.uint8))],
+        [numpy_part("image", crop), numpy_part("weight_mask", np.full((44, 20), 255, np.uint8))],
     )  # fmt: skip
     assert projected.type == "result", projected.header
     assert projected.header["size"] == [20, 44] and projected.header["model_size"] == [W, H]
-    assert projected.parts["image"].array().shape == (44, 20, 3)
+    assert numpy_array(projected.parts["image"]).shape == (44, 20, 3)
     mask = np.zeros((44, 20), np.uint8)
     mask[20:, :] = 255
     dragged = engine.request(
         {"type": "drag", "id": "d", "projection_id": projected.header["projection_id"],
          "handles": [[10, 38]], "targets": [[12, 33]], "max_steps": 2, "output": "array"},
-        [Part.from_array("mask", mask)],
+        [numpy_part("mask", mask)],
     )  # fmt: skip
     assert dragged.type == "result", dragged.header
     assert dragged.header["size"] == [20, 44] and dragged.header["model_size"] == [W, H]
-    assert dragged.parts["image"].array().shape == (44, 20, 3)
+    assert numpy_array(dragged.parts["image"]).shape == (44, 20, 3)
     # Where nothing can move, the point comes back where it was in the crop's own coordinates
     # (the crop is 20 x 44, the model 16 x 32: a wrong scale or order would move it).
     still = engine.request(
         {"type": "drag", "id": "s", "projection_id": projected.header["projection_id"],
          "handles": [[10, 38]], "targets": [[12, 33]], "max_steps": 2, "output": "array",
          "options": {"lr": 0.0, "subpixel_tracking": False}},
-        [Part.from_array("mask", mask)],
+        [numpy_part("mask", mask)],
     )  # fmt: skip
     assert still.type == "result", still.header
     assert np.allclose(still.header["points"], [[10, 38]], atol=1e-4), still.header["points"]

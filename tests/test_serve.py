@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dragfu.protocol.frames import FrameReader, Part, encode_frame
+from dragfu.protocol.frames import FrameReader, Part, encode_frame, numpy_array, numpy_part
 from dragfu.protocol.server import Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "protocol_vectors"))
@@ -123,10 +123,19 @@ def terminal(frames):
 
 
 def rgb_array_part(name: str, image: np.ndarray) -> Part:
-    return Part.from_array(name, image)
+    return numpy_part(name, image)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def test_the_fake_and_the_real_backend_implement_the_backend_protocol():
+    from dragfu.protocol.backend import Backend
+    from dragfu.protocol.torch_backend import EngineBackend
+
+    assert isinstance(FakeBackend(), Backend) and isinstance(FakeBackend(photo=True), Backend)
+    assert isinstance(EngineBackend("cpu"), Backend)
+    assert not isinstance(object(), Backend)
 
 
 def test_hello_reports_protocol_engine_devices_and_models(harness):
@@ -223,7 +232,7 @@ def test_drag_from_seed_streams_progress_and_returns_image_points_latent(harness
     outcome = h.backend.outcomes[-1]
     assert result.header["points"] == [list(p) for p in outcome.points] == [[8.25, 2.625]]
     assert result.header["size"] == [16, 16]
-    image = result.parts["image"].array()
+    image = numpy_array(result.parts["image"])
     assert image.dtype == np.uint8 and np.array_equal(image, outcome.image)
     assert result.header["steps"] == outcome.steps == progress[-1].header["step"]
     assert result.header["timings"]["total_seconds"] >= 0
@@ -256,7 +265,7 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     weight = np.ones((24, 32), dtype=np.float32)
     frames = h.request(
         {"type": "project", "id": "p", "settings": {"steps": 4}, "output": "png"},
-        [rgb_array_part("image", image), Part.from_array("weight_mask", weight)],
+        [rgb_array_part("image", image), numpy_part("weight_mask", weight)],
     )
     result = terminal(frames)
     assert result.type == "result", result.header
@@ -279,7 +288,7 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
         h.request(
             {"type": "drag", "id": "d", "projection_id": result.header["projection_id"],
              "handles": [[8, 12]], "targets": [[16, 18]], "waypoints": [[[12, 12]]], "output": "array"},
-            [Part.from_array("mask", mask)],
+            [numpy_part("mask", mask)],
         )
     )  # fmt: skip
     assert drag.type == "result", drag.header
@@ -297,7 +306,7 @@ def test_project_then_drag_maps_points_between_sent_image_and_model(harness):
     ]
     # Only the changed box comes back, and nothing outside the movable columns 8..24 changed.
     x, y, w, h_ = drag.header["box"]
-    assert drag.parts["image"].array().shape == (h_, w, 3)
+    assert numpy_array(drag.parts["image"]).shape == (h_, w, 3)
     assert 8 <= x and x + w <= 24 and w > 0
 
 
@@ -343,7 +352,7 @@ def test_unknown_latent_and_wrong_mask_size(harness):
     error = terminal(
         h.request(
             {"type": "drag", "id": "d", "seed": 1, "handles": [[1, 1]], "targets": [[3, 3]]},
-            [Part.from_array("mask", np.ones((8, 8), dtype=np.uint8))],
+            [numpy_part("mask", np.ones((8, 8), dtype=np.uint8))],
         )
     )
     assert error.header["code"] == "bad_request" and "mask" in error.header["message"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dragfu.models import save_generator
-from dragfu.protocol.client import EngineError, EngineProcess
-from dragfu.protocol.frames import Part, read_all
+from dragfu.protocol.frames import numpy_array, numpy_part, read_all
+from dragfu_core.engine_client import EngineClient, EngineError, ProgressEvent, Result
 
 HERE = Path(__file__).resolve().parent
 FAKE_ENGINE = HERE / "protocol_vectors" / "serve_fake_engine.py"
@@ -20,6 +20,11 @@ WRAPPER = HERE / "protocol_vectors" / "ssh_like_wrapper.sh"
 from tests.conftest import SERVE_COMMAND  # noqa: E402
 
 SERVE = SERVE_COMMAND
+
+
+def open_engine(argv: list[str]) -> EngineClient:
+    """The one protocol client, started with this Python's environment (PYTHONPATH included)."""
+    return EngineClient(argv, env=dict(os.environ))
 
 
 @pytest.fixture(scope="module")
@@ -56,35 +61,37 @@ def test_real_serve_drags_a_real_generator_and_refuses_bad_models(tiny_model, tm
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(tiny_model.read_bytes()[:500])
     (tmp_path / "corrupt.json").write_text((tiny_model.with_suffix(".json")).read_text())
-    with EngineProcess(SERVE) as engine:
-        hello = engine.request({"type": "hello", "protocol": 1}, timeout=120)
+    with open_engine(SERVE) as engine:
+        hello = engine.request("hello", {"protocol": 1}, timeout=120)
         assert hello.header["protocol"] == 1 and hello.header["device"] == "cpu"
         assert "toy" in [m["name"] for m in hello.header["models"]]
 
         with pytest.raises(EngineError) as info:
-            engine.request({"type": "load_model", "model": "no-such-model"})
+            engine.request("load_model", {"model": "no-such-model"})
         assert info.value.code == "unknown_model"
         with pytest.raises(EngineError) as info:
-            engine.request({"type": "load_model", "model": str(corrupt)})
+            engine.request("load_model", {"model": str(corrupt)})
         assert info.value.code == "bad_model"
 
-        loaded = engine.request({"type": "load_model", "model": str(tiny_model)})
+        loaded = engine.request("load_model", {"model": str(tiny_model)})
         assert loaded.header["resolution"] == [32, 32]
         progress = []
         result = engine.request(
-            {"type": "drag", "model": str(tiny_model), "seed": 1, "handles": [[10, 10]], "targets": [[16, 12]],
+            "drag", {"model": str(tiny_model), "seed": 1, "handles": [[10, 10]], "targets": [[16, 12]],
              "max_steps": 3, "preview_every": 2, "output": "array"},
-            on_progress=progress.append,
+            progress=progress.append,
         )  # fmt: skip
-        assert [p.header["step"] for p in progress] == [0, 1, 2, 3]
-        assert [("preview" in p.parts) for p in progress] == [True, False, True, False]
-        image = result.parts["image"].array()
+        assert all(isinstance(p, ProgressEvent) for p in progress) and isinstance(result, Result)
+        assert [(p.stage, p.step) for p in progress] == [("drag", s) for s in (0, 1, 2, 3)]
+        assert [(p.preview is not None) for p in progress] == [True, False, True, False]
+        assert result.request == "drag" and result.image is result.parts["image"]
+        image = numpy_array(result.parts["image"])
         assert image.shape == (32, 32, 3)
         assert result.header["steps"] == 3 and len(result.header["points"]) == 1
         # Unknown drag options are refused by name.
         with pytest.raises(EngineError) as info:
             engine.request(
-                {"type": "drag", "model": str(tiny_model), "seed": 1, "handles": [[10, 10]], "targets": [[16, 12]],
+                "drag", {"model": str(tiny_model), "seed": 1, "handles": [[10, 10]], "targets": [[16, 12]],
                  "options": {"learning_rate": 1}}
             )  # fmt: skip
         assert info.value.code == "bad_request" and "learning_rate" in info.value.args[0]
@@ -99,27 +106,27 @@ def test_real_serve_drags_a_real_generator_and_refuses_bad_models(tiny_model, tm
         }
         phases = []
         projected = engine.request(
-            {"type": "project", "model": str(tiny_model), "cache": False, "output": "array", "settings": settings},
-            [Part.from_array("image", crop), Part.from_array("weight_mask", np.full((40, 48), 255, np.uint8))],
-            on_progress=lambda f: phases.append(f.header.get("phase")),
+            "project", {"model": str(tiny_model), "cache": False, "output": "array", "settings": settings},
+            [numpy_part("image", crop), numpy_part("weight_mask", np.full((40, 48), 255, np.uint8))],
+            progress=lambda f: phases.append(f.header.get("phase")),
         )  # fmt: skip
         assert phases == ["w", "w", "w+", "tune"]
         assert projected.header["size"] == [48, 40] and projected.header["model_size"] == [32, 32]
-        assert projected.parts["image"].array().shape == (40, 48, 3)
+        assert numpy_array(projected.parts["image"]).shape == (40, 48, 3)
         dragged = engine.request(
-            {"type": "drag", "projection_id": projected.header["projection_id"], "handles": [[10, 10]],
+            "drag", {"projection_id": projected.header["projection_id"], "handles": [[10, 10]],
              "targets": [[20, 12]], "max_steps": 1, "output": "array"}
         )  # fmt: skip
         # The changed box of the crop comes back, inside the crop.
         x, y, w, h = dragged.header["box"]
-        assert dragged.parts["image"].array().shape == (h, w, 3)
+        assert numpy_array(dragged.parts["image"]).shape == (h, w, 3)
         assert 0 <= x and 0 <= y and x + w <= 48 and y + h <= 40
         with pytest.raises(EngineError) as info:  # settings are checked by the projection itself
-            engine.request({"type": "project", "model": str(tiny_model), "settings": {"w_stepz": 1}},
-                           [Part.from_array("image", crop)])  # fmt: skip
+            engine.request("project", {"model": str(tiny_model), "settings": {"w_stepz": 1}},
+                           [numpy_part("image", crop)])  # fmt: skip
         assert info.value.code == "bad_request" and "w_stepz" in info.value.args[0]
         # Still serving after all the errors.
-        again = engine.request({"type": "drag", "latent_id": result.header["latent_id"], "handles": [[12, 12]],
+        again = engine.request("drag", {"latent_id": result.header["latent_id"], "handles": [[12, 12]],
                                 "targets": [[12, 16]], "max_steps": 1})  # fmt: skip
         assert again.type == "result"
     assert engine.proc.returncode == 0
@@ -127,14 +134,14 @@ def test_real_serve_drags_a_real_generator_and_refuses_bad_models(tiny_model, tm
 
 def test_real_serve_payload_limit_and_binary_echo_through_the_wrapper():
     blob = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    with EngineProcess([str(WRAPPER), *SERVE, "--max-payload-mb", "0.01"]) as engine:
-        engine.request({"type": "hello"}, timeout=120)
-        echo = engine.request({"type": "echo"}, [Part.from_array("pixels", blob[:32, :32])])
-        assert np.array_equal(echo.parts["pixels"].array(), blob[:32, :32])
+    with open_engine([str(WRAPPER), *SERVE, "--max-payload-mb", "0.01"]) as engine:
+        engine.request("hello", timeout=120)
+        echo = engine.request("echo", None, [numpy_part("pixels", blob[:32, :32])])
+        assert np.array_equal(numpy_array(echo.parts["pixels"]), blob[:32, :32])
         with pytest.raises(EngineError) as info:
-            engine.request({"type": "echo"}, [Part.from_array("pixels", blob)])  # 12 KiB > 10 KiB
+            engine.request("echo", None, [numpy_part("pixels", blob)])  # 12 KiB > 10 KiB
         assert info.value.code == "payload_too_large"
-        assert engine.request({"type": "hello"}).type == "result"
+        assert engine.request("hello").type == "result"
     assert engine.proc.returncode == 0
 
 
@@ -188,14 +195,14 @@ TOY = Path(__file__).resolve().parents[1] / "engine" / "dragfu" / "assets" / "to
 @pytest.mark.slow  # about 10 s on a 2-core CPU: a toy drag step alone takes over a second
 @pytest.mark.skipif(not TOY.exists(), reason="the embedded toy model is not in the checkout yet")
 def test_real_serve_with_the_embedded_toy_model():
-    with EngineProcess(SERVE) as engine:
-        hello = engine.request({"type": "hello"}, timeout=120)
+    with open_engine(SERVE) as engine:
+        hello = engine.request("hello", timeout=120)
         toy = [m for m in hello.header["models"] if m["name"] == "toy"]
         assert toy and toy[0]["present"] and toy[0]["resolution"] == [128, 128]
-        loaded = engine.request({"type": "load_model", "model": "toy"})  # the default model
+        loaded = engine.request("load_model", {"model": "toy"})  # the default model
         assert loaded.header["resolution"] == [128, 128]
         result = engine.request(
-            {"type": "drag", "seed": 3, "handles": [[64, 64]], "targets": [[72, 64]], "max_steps": 1, "output": "png"}
+            "drag", {"seed": 3, "handles": [[64, 64]], "targets": [[72, 64]], "max_steps": 1, "output": "png"}
         )  # fmt: skip
         assert result.header["model"] == "toy" and result.header["steps"] == 1
         assert result.parts["image"].kind == "png" and result.parts["image"].data.startswith(

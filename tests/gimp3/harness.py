@@ -89,6 +89,11 @@ class GimpRun:
             os.path.join(self.outer, "engine", "dragfu"),
             ignore=_IGNORE,
         )
+        shutil.copytree(  # the protocol's codec and client, which the engine imports
+            os.path.join(REPO, "plugin", "dragfu", "dragfu_core"),
+            os.path.join(self.outer, "engine", "dragfu_core"),
+            ignore=_IGNORE,
+        )
         self.work = self.path("work")
         os.makedirs(os.path.join(self.outer, "work"))
         config = {

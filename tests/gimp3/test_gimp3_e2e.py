@@ -21,6 +21,7 @@ pytestmark = pytest.mark.gimp
 
 REPO = harness.REPO
 FAKE_ENGINE = os.path.join(REPO, "tests", "gimp2_shim", "fake_engine.py")
+FAKE_BACKEND = os.path.join(REPO, "tests", "protocol_vectors", "serve_fake_engine.py")
 SCENE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gimp_scene.py")
 CHANNELS = {"RGB": 3, "RGBA": 4, "Y": 1, "YA": 2}
 
@@ -40,6 +41,7 @@ def run_scene(mode, params, pixels, engine_config=None, fake_engine=False, timeo
     try:
         if fake_engine:
             shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
+            shutil.copy(FAKE_BACKEND, run.outside("work", "serve_fake_engine.py"))  # it imports it
         for path in files:
             shutil.copy(path, run.outside("work", os.path.basename(path)))
         spec = params["layer"]

@@ -300,7 +300,8 @@ def check_gimp(manifest: dict) -> tuple[list[Check], list[dict]]:
 
 def check_engine(configs: list[dict], timeout: float) -> list[Check]:
     try:
-        from dragfu.protocol.client import EngineProcess
+        import dragfu.protocol  # noqa: F401  (finds dragfu_core in a source checkout)
+        from dragfu_core.engine_client import EngineClient
     except ImportError:
         return [Check("engine command", "ok", "skipped: this engine has no protocol module yet")]
     if configs:
@@ -321,9 +322,14 @@ def check_engine(configs: list[dict], timeout: float) -> list[Check]:
     env.update({str(k): str(v) for k, v in extra_env.items()})
     shown = " ".join(str(part) for part in command)
     try:
-        with EngineProcess([str(part) for part in command], env=env) as engine:
-            hello = {"type": "hello", "protocol": 1, "client": "dragfu-doctor"}
-            header = dict(engine.request(hello, timeout=timeout).header)
+        engine = EngineClient(
+            [str(part) for part in command], env=env, startup_timeout=timeout,
+            client_name="dragfu-doctor",
+        )  # fmt: skip
+        try:
+            header = dict(engine.start())
+        finally:
+            engine.close()
     except Exception as error:  # anything at all: the point is to report it in one line
         return [
             Check("engine command", "fail", f"`{shown}` (from {where}) did not answer hello: {error}",

@@ -21,8 +21,10 @@ from dragfu.protocol.frames import (
     SUPPORTED_PROTOCOL_VERSIONS,
     Frame,
     Part,
+    numpy_array,
     request_id_of,
 )
+from dragfu_core.events import ErrorEvent, ProgressEvent, Result
 
 REQUEST_TYPES = ("hello", "load_model", "project", "drag", "cancel", "shutdown", "echo")
 EVENT_TYPES = ("progress", "result", "error")
@@ -233,7 +235,7 @@ def decode_image(part: Part, rid: Any, what: str = "image") -> np.ndarray:
         except Exception as error:  # PIL raises many types for broken files
             raise _bad("bad_image", f"'{what}' is not a readable PNG: {error}"[:300], rid) from None
         return array
-    array = part.array()
+    array = numpy_array(part)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
@@ -265,7 +267,7 @@ def decode_mask(part: Part, rid: Any, what: str) -> np.ndarray:
     if part.kind == "png":
         grey = decode_image(part, rid, what).astype(np.float32).mean(axis=2)
         return grey / 255.0
-    array = part.array()
+    array = numpy_array(part)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim != 2:
@@ -487,28 +489,18 @@ def check_points_inside(
 
 
 # ----------------------------------------------------------------------------------------------
-# Events
+# Events: built with the typed events the client reads them back as (dragfu_core.events)
 
 
 def result_header(request_id: Any, request: str, **fields: Any) -> dict[str, Any]:
-    return {"type": "result", "id": request_id, "request": request, **fields}
+    return Result.build(request_id, request, **fields).header
 
 
 def error_header(request_id: Any, code: str, message: str, hint: str = "") -> dict[str, Any]:
-    header: dict[str, Any] = {"type": "error", "id": request_id, "code": code, "message": message}
-    if hint:
-        header["hint"] = hint
-    return header
+    return ErrorEvent.build(request_id, code, message, hint).header
 
 
 def progress_header(
     request_id: Any, stage: str, step: int, total: int, **fields: Any
 ) -> dict[str, Any]:
-    return {
-        "type": "progress",
-        "id": request_id,
-        "stage": stage,
-        "step": step,
-        "total": total,
-        **fields,
-    }
+    return ProgressEvent.build(request_id, stage, step, total, **fields).header

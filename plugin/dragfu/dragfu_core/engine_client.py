@@ -9,12 +9,16 @@ The plug-in cannot import the engine (GIMP's Python has no torch, and may be 2.7
     client.start()                                   # spawns the engine, says hello
     result = client.drag(seed=3, handles=[(40, 50)], targets=[(60, 50)],
                          progress=on_progress, should_cancel=gimp_cancelled)
-    pixels = result.parts["image"]                   # Part: PNG or raw array bytes
+    pixels = result.image                            # Part: PNG or raw array bytes
     client.close()
 
-Every request gets zero or more ``progress`` events and then exactly one ``result`` or ``error``.
-Errors come back as ``EngineError`` (``code``, ``message``, ``hint``), ``EngineCancelled`` when the
-request was cancelled.
+Every request gets zero or more ``progress`` events and then exactly one ``result`` or ``error``:
+``progress(event)`` receives ``events.ProgressEvent``s, a request returns its ``events.Result``
+(both are frames: ``header``, ``parts``). Errors come back as ``EngineError`` (``code``,
+``message``, ``hint``), ``EngineCancelled`` when the request was cancelled.
+
+This is the protocol's one client: the plug-in's, and the engine's tools' (``dragfu doctor``,
+the protocol benchmark, the tests), which import it as ``dragfu_core.engine_client``.
 """
 
 from __future__ import absolute_import, division, print_function, unicode_literals
@@ -34,6 +38,7 @@ except ImportError:  # pragma: no cover - Python 2.7
     import Queue as queue  # noqa: N813  # novermin
 
 from . import frames
+from .events import ErrorEvent, ProgressEvent, Result, event_from_frame
 from .frames import PROTOCOL_VERSION, FrameError, FrameReader, array_part, encode_frame, png_part
 
 __all__ = [
@@ -42,6 +47,9 @@ __all__ = [
     "EngineCancelled",
     "engine_command",
     "engine_environment",
+    "ErrorEvent",
+    "ProgressEvent",
+    "Result",
     "array_part",
     "png_part",
     "PROTOCOL_VERSION",
@@ -115,6 +123,7 @@ class EngineClient(object):
     request runs (the engine sends progress every optimisation step); after it the engine is
     killed. ``stderr_lines``: how many of the engine's last log lines to keep for error messages;
     ``log``: optional callable that receives every engine log line as it arrives.
+    ``client_name``: what ``hello`` says this client is.
     """
 
     def __init__(
@@ -128,7 +137,9 @@ class EngineClient(object):
         stderr_lines=40,
         log=None,
         flatpak=None,
+        client_name="dragfu-plugin",
     ):
+        self.client_name = client_name
         self.argv = engine_command(argv, flatpak)
         self.env = engine_environment() if env is None else env
         self.cwd = cwd
@@ -185,7 +196,7 @@ class EngineClient(object):
             self._threads.append(thread)
         try:
             result = self.request(
-                "hello", {"protocol": PROTOCOL_VERSION, "client": "dragfu-plugin"}, timeout=self.startup_timeout
+                "hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=self.startup_timeout
             )
         except EngineError:
             self.kill()  # nothing may linger after a failed start
@@ -394,7 +405,7 @@ class EngineClient(object):
         return item
 
     def events(self, request_id, timeout=None, should_cancel=None, cancel_grace=10.0):
-        """Yield the events of one request (progress..., then the result); raise on ``error``.
+        """Yield the events of one request (``ProgressEvent``s, then the ``Result``); raise on ``error``.
 
         ``should_cancel``: polled about ten times a second; when it returns True a ``cancel`` is
         sent, and if the engine has not ended the request ``cancel_grace`` seconds later it is
@@ -442,34 +453,34 @@ class EngineClient(object):
                     )
                 self._pending.setdefault(frame.id, collections.deque()).append(frame)
                 continue
-            if frame.type == "progress":
+            frame = event_from_frame(frame)
+            if isinstance(frame, ProgressEvent):
                 yield frame
                 if cancel_sent_at is None and should_cancel is not None and should_cancel():
                     self.cancel(request_id)
                     cancel_sent_at = time.time()
                 continue
             self._pending.pop(request_id, None)
-            if frame.type == "error":
-                code = frame.header.get("code", "error")
-                cls = EngineCancelled if code == "cancelled" else EngineError
-                raise cls(code, frame.header.get("message", ""), frame.header.get("hint", ""), request_id)
-            yield frame
+            if isinstance(frame, ErrorEvent):
+                cls = EngineCancelled if frame.code == "cancelled" else EngineError
+                raise cls(frame.code, frame.message, frame.hint, request_id)
+            yield frame if isinstance(frame, Result) else Result.from_frame(frame)
             return
 
     def wait(self, request_id, progress=None, should_cancel=None, timeout=None, cancel_grace=10.0):
-        """Wait for a request's result frame, calling ``progress(frame)`` for each progress event."""
+        """Wait for a request's ``Result``, calling ``progress(event)`` for each ``ProgressEvent``."""
         result = None
-        for frame in self.events(request_id, timeout, should_cancel, cancel_grace):
-            if frame.type == "progress":
+        for event in self.events(request_id, timeout, should_cancel, cancel_grace):
+            if isinstance(event, ProgressEvent):
                 if progress is not None:
-                    progress(frame)
+                    progress(event)
             else:
-                result = frame
+                result = event
         return result
 
     def request(self, type_, fields=None, parts=None, progress=None, should_cancel=None, timeout=None,
                 cancel_grace=10.0):
-        """Send a request and wait for its result frame (``frames.Frame``: ``header`` and ``parts``)."""
+        """Send a request and wait for its ``Result`` (a frame: ``header`` and ``parts``)."""
         request_id = self.send(type_, fields, parts)
         return self.wait(request_id, progress, should_cancel, timeout, cancel_grace)
 
@@ -484,7 +495,7 @@ class EngineClient(object):
     # -- typed requests -----------------------------------------------------------------------
 
     def hello(self, timeout=None):
-        return self.request("hello", {"protocol": PROTOCOL_VERSION, "client": "dragfu-plugin"}, timeout=timeout).header
+        return self.request("hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=timeout).header
 
     def load_model(self, model, progress=None, should_cancel=None, timeout=None):
         return self.request("load_model", {"model": model}, progress=progress, should_cancel=should_cancel,

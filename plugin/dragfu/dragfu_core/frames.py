@@ -1,10 +1,16 @@
 # -*- coding: utf-8 -*-
-"""Frame codec of the engine protocol, plug-in side (stdlib only; Python 2.7 and 3.x).
+"""The frame codec of the engine protocol (stdlib only; Python 2.7 and 3.x): the only one.
 
 A frame is one JSON header line (UTF-8, ending in a newline) followed by exactly
 ``payload_length`` bytes of payload, made of named parts laid end to end and described by the
-header's ``payload`` (see docs/protocol.md). This file mirrors the engine's codec
-(engine/dragfu/protocol/frames.py); both are tested against the files in tests/protocol_vectors/.
+header's ``payload`` (see docs/protocol.md). The reader is incremental over a ``read(n)``
+callable (``os.read`` on a pipe), keeps the stream in sync after every recoverable error (a bad
+header line is dropped up to its newline; a payload whose length is known is skipped), and never
+reads past a frame it reports.
+
+The plug-in uses it directly; the engine imports it too (the wheel ships this package as the
+top-level ``dragfu_core``) and adds only a numpy adapter (engine/dragfu/protocol/frames.py).
+Tested against the files in tests/protocol_vectors/.
 """
 
 from __future__ import absolute_import, division, print_function, unicode_literals
@@ -22,10 +28,12 @@ else:
     integer_types = (int,)
 
 PROTOCOL_VERSION = 1
+SUPPORTED_PROTOCOL_VERSIONS = (1,)
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 MAX_PARTS = 16
 MAX_ARRAY_DIMS = 4
+MAX_ID_CHARS = 128
 
 # Wire dtype -> (bytes per item, struct/array code); always little-endian.
 DTYPES = {
@@ -35,6 +43,8 @@ DTYPES = {
     "float32": (4, "f"),
 }
 PART_KINDS = ("png", "array")
+# Stable codes the codec itself raises (the engine adds request-level codes).
+FRAME_ERROR_CODES = ("bad_frame", "payload_too_large", "truncated_frame")
 
 _READ_CHUNK = 1 << 16
 
@@ -122,10 +132,11 @@ def _is_int(value):
 
 
 def request_id_of(header):
+    """The header's id if it is a usable one (string or integer), else None."""
     if not isinstance(header, dict):
         return None
     rid = header.get("id")
-    if isinstance(rid, text_type) and len(rid) <= 128:
+    if isinstance(rid, text_type) and len(rid) <= MAX_ID_CHARS:
         return rid
     if _is_int(rid) and abs(rid) < 2 ** 53:
         return rid
