@@ -9,6 +9,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The engine package of this checkout, imported before any test puts plugin/dragfu on sys.path
+# (whose dragfu.py, the GIMP 3 plug-in, must never shadow the engine's `dragfu`).
+if str(REPO / "engine") not in sys.path:
+    sys.path.insert(0, str(REPO / "engine"))
+import dragfu  # noqa: E402, F401
 # `dragfu serve` on the CPU, as the tests start it.
 SERVE_COMMAND = [
     sys.executable,
