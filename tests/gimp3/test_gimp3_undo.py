@@ -25,6 +25,7 @@ import harness  # noqa: E402
 pytestmark = pytest.mark.gimp
 
 FAKE_ENGINE = os.path.join(harness.REPO, "tests", "gimp2_shim", "fake_engine.py")
+FAKE_BACKEND = os.path.join(harness.REPO, "tests", "protocol_vectors", "serve_fake_engine.py")
 
 SHELL = r"""
 set -u
@@ -73,6 +74,7 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
             "serve",
         ]
         shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
+        shutil.copy(FAKE_BACKEND, run.outside("work", "serve_fake_engine.py"))  # it imports it
         shutil.copy(os.path.join(HERE, "xkeys.py"), run.outside("work", "xkeys.py"))
         rng = np.random.default_rng(3)
         rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(run.outside("work", "photo.raw"))
