@@ -77,7 +77,7 @@ class TorchChoice:
 
 
 def pip_config_files(host):
-    """pip's configuration files for this host, as pip looks for them (site files left out).
+    """pip's configuration files for this host, the user's first (site files left out).
 
     PIP_CONFIG_FILE set to the null device means none at all, as for pip itself.
     """
@@ -90,16 +90,16 @@ def pip_config_files(host):
     if host.is_windows:
         program_data = env.get("PROGRAMDATA") or "C:\\ProgramData"
         appdata = env.get("APPDATA") or str(home / "AppData" / "Roaming")
-        files += [Path(program_data) / "pip" / "pip.ini", home / "pip" / "pip.ini",
-                  Path(appdata) / "pip" / "pip.ini"]  # fmt: skip
+        files += [Path(appdata) / "pip" / "pip.ini", home / "pip" / "pip.ini",
+                  Path(program_data) / "pip" / "pip.ini"]  # fmt: skip
     elif host.is_macos:
-        files += [Path("/Library/Application Support/pip/pip.conf"), home / ".pip" / "pip.conf",
-                  home / "Library" / "Application Support" / "pip" / "pip.conf",
-                  home / ".config" / "pip" / "pip.conf"]  # fmt: skip
+        files += [home / "Library" / "Application Support" / "pip" / "pip.conf",
+                  home / ".config" / "pip" / "pip.conf", home / ".pip" / "pip.conf",
+                  Path("/Library/Application Support/pip/pip.conf")]  # fmt: skip
     else:
         xdg = env.get("XDG_CONFIG_HOME", "").strip() or str(home / ".config")
-        files += [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf"),
-                  home / ".pip" / "pip.conf", Path(xdg) / "pip" / "pip.conf"]  # fmt: skip
+        files += [Path(xdg) / "pip" / "pip.conf", home / ".pip" / "pip.conf",
+                  Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]  # fmt: skip
     return files
 
 
