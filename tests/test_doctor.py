@@ -113,6 +113,11 @@ def test_engine_command_from_plugin_config(home, capsys):
     assert check.status == "fail" and "/nonexistent/dragfu" in check.detail
 
     config["engine_command"] = [sys.executable, "-m", "dragfu.cli.main", "serve"]
+    # The plug-in strips PYTHONPATH (GIMP's own) from the engine's environment; doctor does the
+    # same, so this engine finds the checkout through engine_env, as a user's config would say.
+    config["engine_env"]["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "engine"), str(REPO / "plugin" / "dragfu")]
+    )
     (plugin / "dragfu.json").write_text(json.dumps(config))
     check = by_name(doctor.collect(quick=True, timeout=120))["engine command"]
     assert check.status == "ok", check.detail

@@ -1,4 +1,4 @@
-"""install/install.py on fake home trees: every OS layout (simulated on Linux), --plugin-dir, --dev
+"""install/install.py (the package install/dragfu_install) on fake home trees: every OS layout (simulated on Linux), --plugin-dir, --dev
 links, idempotence, manifest-based uninstall that leaves nothing, and the torch-build choice.
 
 The engine's virtual environment and pip are simulated by FakeRunner (no torch is installed);
@@ -7,7 +7,6 @@ one slow test creates a real virtual environment.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -22,15 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "install" / "install.py"
 
 
-def _load_installer():
-    spec = importlib.util.spec_from_file_location("dragfu_installer", INSTALL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dragfu_installer"] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(REPO / "install"))
+import dragfu_install as installer  # noqa: E402  (the installer's package, beside install.py)
 
-
-installer = _load_installer()
 paths = installer.load_paths_module(REPO)
 
 
@@ -84,7 +77,8 @@ class FakeRunner:
 
 
 def make_host(system, home, **env):
-    base = {"PATH": "/usr/bin"}
+    # No pip configuration (this machine's /etc/pip.conf is not the simulated host's).
+    base = {"PATH": "/usr/bin", "PIP_CONFIG_FILE": os.devnull}
     base.update(env)
     return paths.Host(system=system, env=base, home=home)
 
@@ -290,7 +284,7 @@ def test_dev_mode_links_into_the_checkout(tmp_path):
 def test_switching_between_dev_links_and_copies_never_touches_the_checkout(tmp_path):
     host, profile, _ = _layout_host(tmp_path, "linux")
     before = snapshot(tmp_path)
-    checkout_files = installer._source_files(REPO / "plugin")
+    checkout_files = installer.source_files(REPO / "plugin")
     runner = FakeRunner()
     for args in (["--dev"], [], ["--dev"], []):
         code, out = run_installer(args + ["--no-torch", "--no-doctor"], host, runner)
@@ -342,7 +336,8 @@ def test_failed_pip_is_a_clear_error_and_rerun_resumes(tmp_path, capsys):
     runner = FakeRunner(fail_on="torch>=2.1")
     code, out = run_installer(["--torch", "cpu"], host, runner)
     assert code == 2
-    assert "installing torch failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "installing torch from https://download.pytorch.org/whl/cpu failed" in err
     venv = Path(host.env["DRAGFU_HOME"]) / "engine-venv"
     assert venv.is_dir()  # made before the failure, and recorded:
     manifest = json.loads((Path(host.env["DRAGFU_HOME"]) / "install-manifest.json").read_text())
@@ -516,7 +511,7 @@ def test_installer_and_shared_paths_module_need_only_python_38():
         pytest.skip("vermin is not installed")
     result = subprocess.run(
         [vermin, "-t=3.8-", "--no-tips", "--violations", str(INSTALL),
-         str(REPO / "engine" / "dragfu" / "paths.py")],
+         str(REPO / "install" / "dragfu_install"), str(REPO / "engine" / "dragfu" / "paths.py")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

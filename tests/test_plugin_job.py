@@ -228,7 +228,7 @@ def test_flatpak_passes_the_environment_as_options():
     argv = ["dragfu", "serve"]
     assert session.flatpak_argv(argv, {"DRAGFU_DEVICE": "cpu"}, flatpak=False) == argv
     assert session.flatpak_argv(argv, {"DRAGFU_DEVICE": "cpu", "A": "b"}, flatpak=True) == [
-        "flatpak-spawn", "--host", "--env=A=b", "--env=DRAGFU_DEVICE=cpu", "dragfu", "serve",
+        "flatpak-spawn", "--host", "--watch-bus", "--env=A=b", "--env=DRAGFU_DEVICE=cpu", "dragfu", "serve",
     ]  # fmt: skip
 
 

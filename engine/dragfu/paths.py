@@ -1,8 +1,10 @@
 """Where Drag-Fu keeps things: user data, cache, config, models; and where GIMP keeps plug-ins.
 
-This module is shared with the stdlib-only installer (`install/install.py` loads this file by path,
-without importing the `dragfu` package, on the user's Python >= 3.8). So: standard library only
-(platformdirs is imported lazily and optional), no syntax newer than Python 3.8.
+This module is shared with the stdlib-only installer (install/dragfu_install loads this file by
+path, without importing the `dragfu` package, on the user's Python >= 3.8). So: standard library
+only (platformdirs is imported lazily and optional), no syntax newer than Python 3.8. GIMP's
+folders and the plug-in's files are `dragfu_core.layout`'s (the plug-in core, shipped in the wheel
+and found beside the engine in a checkout), shared the same way.
 
 Every function takes an optional `Host` (operating system, environment, home folder) so that tests
 can simulate Windows and macOS layouts on Linux; `None` means this machine.
@@ -14,15 +16,21 @@ config in sub-folders); `DRAGFU_MODELS_DIR` moves the models folder alone.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    from dragfu_core import layout
+except ImportError:  # a source checkout: the plug-in core lies beside the engine
+    # Appended: plugin/dragfu also holds dragfu.py, which must never shadow the engine.
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "plugin" / "dragfu"))
+    from dragfu_core import layout
+
 APP_NAME = "dragfu"
-MANIFEST_NAME = "install-manifest.json"
+MANIFEST_NAME = layout.MANIFEST_NAME
 USER_REGISTRY_NAME = "dragfu-models.json"
-PLUGIN_CONFIG_NAME = "dragfu.json"
+PLUGIN_CONFIG_NAME = layout.CONFIG_NAME
 
 
 @dataclass(frozen=True)
@@ -137,13 +145,8 @@ def venv_script(venv: Path, name: str, host: Host | None = None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# GIMP plug-in folders
+# GIMP plug-in folders: the rules are dragfu_core.layout's (shared with the installer)
 # ---------------------------------------------------------------------------------------------
-
-#: GIMP versions we install into; folders of other 3.x versions (e.g. 3.1 development builds) are
-#: found too, by pattern.
-GIMP_VERSIONS = ("3.2", "3.0", "2.10")
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,10 @@ class GimpProfile:
         return int(self.version.split(".")[0])
 
     @property
+    def layout(self) -> str:
+        return "gimp3" if self.major == 3 else "gimp2"
+
+    @property
     def label(self) -> str:
         return f"GIMP {self.version} ({self.flavour})"
 
@@ -170,63 +177,16 @@ class GimpProfile:
 def gimp_config_roots(host: Host | None = None) -> list[tuple[str, Path]]:
     """(flavour, folder holding <version>/ profile folders) in the order GIMP's packages use them."""
     host = _host(host)
-    env, home = host.env, host.home
-    if host.is_windows:
-        appdata = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
-        return [("native", appdata / "GIMP")]
-    if host.is_macos:
-        return [("native", home / "Library" / "Application Support" / "GIMP")]
-    xdg_config = env.get("XDG_CONFIG_HOME", "").strip()
-    roots = [("native", Path(xdg_config) / "GIMP" if xdg_config else home / ".config" / "GIMP")]
-    roots.append(("flatpak", home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP"))
-    # Snap keeps the profile under its per-revision home; `current` points at the live revision.
-    roots.append(("snap", home / "snap" / "gimp" / "current" / ".config" / "GIMP"))
-    return roots
-
-
-def _version_key(version: str) -> tuple[int, int]:
-    match = _VERSION_RE.match(version)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def _supported(version: str) -> bool:
-    major, minor = _version_key(version)
-    return major == 3 or (major, minor) == (2, 10)
+    return [
+        (flavour, Path(root))
+        for flavour, root in layout.gimp_config_roots(host.system, host.env, host.home)
+    ]
 
 
 def find_gimp_profiles(host: Host | None = None) -> list[GimpProfile]:
-    """Every existing GIMP 3.x / 2.10 user folder, newest version first.
-
-    A profile exists once GIMP has run; `GIMP3_DIRECTORY` / `GIMP2_DIRECTORY` (GIMP's own
-    overrides) replace the default GIMP 3 / 2.10 profile and are reported even before first run.
-    """
+    """Every existing GIMP 3.x / 2.10 user folder, newest version first (dragfu_core.layout)."""
     host = _host(host)
-    found: list[GimpProfile] = []
-    seen: set[str] = set()
-
-    def add(profile: GimpProfile) -> None:
-        key = os.path.normcase(os.path.abspath(str(profile.profile_dir)))
-        if key not in seen:
-            seen.add(key)
-            found.append(profile)
-
-    overrides = {}
-    for major, variable, version in ((3, "GIMP3_DIRECTORY", "3.0"), (2, "GIMP2_DIRECTORY", "2.10")):
-        value = host.env.get(variable, "").strip()
-        if value:
-            overrides[major] = True
-            add(GimpProfile(version, Path(value).expanduser(), "env"))
-
-    for flavour, root in gimp_config_roots(host):
-        try:
-            names = sorted(os.listdir(str(root)), key=_version_key, reverse=True)
-        except OSError:
-            continue
-        for name in names:
-            if not _VERSION_RE.match(name) or not _supported(name):
-                continue
-            replaced = overrides.get(_version_key(name)[0]) and flavour == "native"
-            if (root / name).is_dir() and not replaced:
-                add(GimpProfile(name, root / name, flavour))
-    found.sort(key=lambda p: _version_key(p.version), reverse=True)
-    return found
+    return [
+        GimpProfile(p.version, Path(p.profile_dir), p.flavour)
+        for p in layout.find_gimp_profiles(host.system, host.env, host.home)
+    ]

@@ -7,7 +7,6 @@ maths, the engine conversation, compositing) lives in dragfu_core/ next to this 
 
 import array
 import os
-import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -187,7 +186,7 @@ def _options_from_config(proc_config):
         reuse_projection=get("reuse-projection"),
         keep_frames=get("keep-frames"),
         device=(get("device") or "").strip() or None,
-        engine_command=shlex.split(command) if command else None,
+        engine_command=config_mod.parse_command(command),
         paste=get("paste"),
     )
 

@@ -9,7 +9,6 @@ written back is 8-bit precision; everything outside it is an exact copy of the s
 """
 
 import os
-import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -217,7 +216,7 @@ def dragfu_run(image, drawable, model, steps, paths, use_selection, region, reus
         reuse_projection=bool(reuse_projection),
         keep_frames=bool(keep_frames),
         device=(device or "").strip() or None,
-        engine_command=shlex.split(command) if command else None,
+        engine_command=config_mod.parse_command(command),
         paste=PASTE_MODES[int(paste)] if 0 <= int(paste) < len(PASTE_MODES) else job.PASTE_WARP,
     )
     gimp.progress_init("Drag-Fu: starting the engine")

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from dragfu.device import DEVICE_CHOICES
 from dragfu.errors import BadInputError
 
 DEFAULT_MODEL = "toy"
@@ -21,6 +20,8 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
+    from dragfu.device import DEVICE_CHOICES  # imports torch: only for the commands that use it
+
     parser.add_argument(
         "--device", default=None, choices=DEVICE_CHOICES,
         help="compute device (default: $DRAGFU_DEVICE or auto: CUDA, then MPS, then CPU)",

@@ -11,7 +11,6 @@ Nothing is written.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from dragfu import paths
 from dragfu.cli.common import print_json
+from dragfu_core import layout  # after dragfu.paths, which finds dragfu_core in a checkout
 
 INSTALL_HINT = "run `python3 install/install.py` from the Drag-Fu checkout"
 
@@ -66,8 +66,15 @@ def _amd_gpu_present() -> bool:
 def check_torch_and_device() -> list[Check]:
     try:
         import torch
-    except ImportError as error:
-        return [Check("torch", "fail", f"cannot import torch: {error}", INSTALL_HINT)]
+    except Exception as error:  # ImportError, or OSError for a missing DLL / broken CUDA libs
+        kind = type(error).__name__
+        return [
+            Check(
+                "torch", "fail", f"cannot import torch ({kind}: {error})",
+                "a broken or half-installed torch: " + INSTALL_HINT
+                + " (it reinstalls torch; --torch cpu if the GPU build's libraries fail to load)",
+            )
+        ]  # fmt: skip
     build = (
         f"CUDA {torch.version.cuda}"
         if torch.version.cuda
@@ -188,14 +195,12 @@ def check_models(quick: bool = False) -> list[Check]:
 
 
 def _load_manifest() -> dict:
-    try:
-        return json.loads(paths.install_manifest_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """The installer's manifest (schema: dragfu_core.layout), empty when there is none."""
+    return layout.load_manifest(str(paths.install_manifest_path()))
 
 
-def _plugin_entry(layout: str, folder: Path) -> Path:
-    return folder / "dragfu" / "dragfu.py" if layout == "gimp3" else folder / "dragfu_gimp2.py"
+def _plugin_entry(kind: str, folder: Path) -> Path:
+    return Path(layout.plugin_files(kind, str(folder)).entry)
 
 
 def _stale_files(folder: Path, manifest: dict) -> tuple[list[str], int]:
@@ -203,10 +208,8 @@ def _stale_files(folder: Path, manifest: dict) -> tuple[list[str], int]:
     from dragfu.models.registry import sha256_file
 
     stale, checked = [], 0
-    for item in manifest.get("entries", []):
+    for item in layout.entries_under(manifest, folder):
         path = Path(item["path"])
-        if folder not in path.parents:
-            continue
         if item.get("type") == "link":
             checked += 1
             if not os.path.exists(path):
@@ -226,15 +229,19 @@ def _stale_files(folder: Path, manifest: dict) -> tuple[list[str], int]:
 
 
 def _read_plugin_config(path: Path) -> tuple[dict | None, str]:
+    """dragfu.json read as the plug-in reads it (dragfu_core.config)."""
+    from dragfu_core import config as plugin_config
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, f"no {path.name}"
-    except (OSError, ValueError) as error:
+    except OSError as error:
         return None, f"{path} unreadable: {error}"
-    if not isinstance(data, dict):
-        return None, f"{path} is not a JSON object"
-    return data, ""
+    try:
+        return plugin_config.parse_config(text, str(path)), ""
+    except plugin_config.ConfigError as error:
+        return None, f"{path.name} unreadable: {error}"
 
 
 def check_gimp(manifest: dict) -> tuple[list[Check], list[dict]]:
@@ -242,8 +249,7 @@ def check_gimp(manifest: dict) -> tuple[list[Check], list[dict]]:
     checks, configs = [], []
     targets: list[tuple[str, Path, str]] = []
     for profile in paths.find_gimp_profiles():
-        layout = "gimp3" if profile.major == 3 else "gimp2"
-        targets.append((layout, profile.plugin_dir, profile.label))
+        targets.append((profile.layout, profile.plugin_dir, profile.label))
     known = {str(folder) for _, folder, _ in targets}
     for plugin in manifest.get("plugins", []):
         if plugin.get("plugin_dir") not in known:
@@ -256,9 +262,9 @@ def check_gimp(manifest: dict) -> tuple[list[Check], list[dict]]:
             )
         ], configs  # fmt: skip
 
-    for layout, folder, label in targets:
+    for kind, folder, label in targets:
         name = f"plug-in {label}".strip()
-        entry = _plugin_entry(layout, folder)
+        entry = _plugin_entry(kind, folder)
         if not entry.exists():
             checks.append(Check(name, "warn", f"not installed in {folder}", INSTALL_HINT))
             continue
@@ -298,33 +304,39 @@ def check_gimp(manifest: dict) -> tuple[list[Check], list[dict]]:
 # --- engine command ------------------------------------------------------------------------------
 
 
+class _NoDialog:
+    """The plug-in's run options when its dialog changes nothing (doctor has no dialog)."""
+
+    engine_command = None
+    device = None
+
+
 def check_engine(configs: list[dict], timeout: float) -> list[Check]:
+    """Start the engine exactly as the plug-in does (dragfu_core.session): the config's argv, its
+    environment (GIMP's Python variables stripped, engine_env, models folder, device) and the
+    Flatpak wrapping; then say hello."""
     try:
         import dragfu.protocol  # noqa: F401  (finds dragfu_core in a source checkout)
-        from dragfu_core.engine_client import EngineClient
+        from dragfu_core import engine_client, session
     except ImportError:
         return [Check("engine command", "ok", "skipped: this engine has no protocol module yet")]
     if configs:
-        command, where = configs[0].get("engine_command"), configs[0]["path"]
-        extra_env = configs[0].get("engine_env") or {}
+        config, where = configs[0], configs[0]["path"]
     else:
         # No plug-in config: check this engine's own command (the venv's script beside Python).
         sibling = Path(sys.executable).parent / ("dragfu.exe" if os.name == "nt" else "dragfu")
         found = str(sibling) if sibling.is_file() else shutil.which("dragfu")
-        command, where, extra_env = ([found, "serve"] if found else None), "this engine", {}
-    if isinstance(command, str):
-        command = [command]
-    if not command or not isinstance(command, list):
-        return [Check("engine command", "fail", f"no engine command ({where})", INSTALL_HINT)]
-    env = dict(os.environ)  # as the plug-in starts it: its models folder, its extra variables
-    if configs and configs[0].get("models_dir"):
-        env["DRAGFU_MODELS_DIR"] = str(configs[0]["models_dir"])
-    env.update({str(k): str(v) for k, v in extra_env.items()})
+        config, where = {"engine_command": [found, "serve"] if found else None}, "this engine"
+    try:
+        argv, extra_env = session.engine_argv_env(config, _NoDialog())
+    except Exception as error:  # dragfu_core.job.JobError: no command at all
+        return [Check("engine command", "fail", f"{error} ({where})", INSTALL_HINT)]
+    command = session.flatpak_argv(argv, extra_env)
     shown = " ".join(str(part) for part in command)
     try:
-        engine = EngineClient(
-            [str(part) for part in command], env=env, startup_timeout=timeout,
-            client_name="dragfu-doctor",
+        engine = engine_client.EngineClient(
+            command, env=engine_client.engine_environment(extra=extra_env),
+            startup_timeout=timeout, client_name="dragfu-doctor",
         )  # fmt: skip
         try:
             header = dict(engine.start())

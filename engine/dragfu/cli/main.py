@@ -1,13 +1,15 @@
 """`dragfu` entry point: one module per subcommand, each with `register(subparsers)`.
 
 A subcommand module adds its parser and sets `func=run`; `run(args) -> int` returns the exit code.
-User errors (`DragfuError`) become one line on stderr and exit code 2, never a traceback.
+User errors (`DragfuError`) become one line on stderr and exit code 2, never a traceback; output
+into a closed pipe (`dragfu models list | head`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from dragfu import __version__
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return code
     except DragfuError as error:
         hint = f" ({error.hint})" if error.hint else ""
         print(f"dragfu {args.command}: error: {error}{hint}", file=sys.stderr)
@@ -66,6 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dragfu {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`dragfu models list | head`): end quietly, as other
+    command-line tools do, and keep Python from failing again when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, the status a shell shows for a writer whose reader left
 
 
 if __name__ == "__main__":

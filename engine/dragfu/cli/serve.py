@@ -12,6 +12,7 @@ import sys
 
 from dragfu.cli.common import add_device_option
 from dragfu.protocol.frames import DEFAULT_MAX_PAYLOAD_BYTES
+from dragfu.protocol.parent import watch_parent
 from dragfu.protocol.server import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_LATENTS,
@@ -25,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the engine as a process speaking the stdio protocol (for the GIMP plug-in)",
         description="Read request frames on stdin, write event frames on stdout (docs/protocol.md). "
-        "Logs go to stderr. Exits on end of input, on a `shutdown` request, when the client goes away, "
+        "Logs go to stderr. Exits on end of input, on a `shutdown` request, when the client goes away "
+        "(or the process that started it dies), "
         "or after --idle-timeout seconds without work.",
     )
     add_device_option(parser)
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_payload_mb <= 0:
         print("dragfu serve: error: --max-payload-mb must be positive", file=sys.stderr)
         return 2
+    watch_parent()  # the engine ends with the process that started it (even on SIGKILL)
     backend = EngineBackend(args.device)
     return run_server(
         backend,

@@ -3,7 +3,8 @@
 Schema (every key optional except engine_command; unknown keys are ignored so newer installers
 can add keys):
   engine_command  list of strings: argv that starts the engine's stdio server,
-                  e.g. ["/home/me/.local/share/dragfu/venv/bin/dragfu", "serve"]
+                  e.g. ["/home/me/.local/share/dragfu/venv/bin/dragfu", "serve"]; or one string,
+                  a command line split by parse_command (the dialog's field uses it too)
   model           model name or path the dialog proposes (default "toy")
   models_dir      folder of user model files, passed to the engine (default: engine's own)
   device          "auto", "cpu", "cuda", "cuda:1", "mps" (default "auto")
@@ -17,6 +18,7 @@ Where it is looked for, first found wins:
 
 import json
 import os
+import shlex
 
 CONFIG_NAME = "dragfu.json"
 DEFAULTS = {
@@ -73,7 +75,77 @@ def _read(path):
         raise ConfigError("cannot read %s: %s" % (path, error), "check the file's permissions")
 
 
-def parse_config(text, path="dragfu.json"):
+def parse_command(value, windows=None):
+    """argv from an engine command: a list of strings (kept as it is), or a command line.
+
+    The one parser of engine commands: the GIMP dialogs' field, dragfu.json and the installer's
+    --engine-command. A command line is split the way the platform splits it: POSIX shell words;
+    on Windows (``windows``, default ``os.name == "nt"``) the C runtime's rules, where a backslash
+    is literal except before a double quote, so ``"C:\\Program Files\\dragfu.exe" serve`` and
+    ``C:\\Users\\me\\dragfu.exe serve`` keep their paths. A string that names an existing file
+    as a whole (an unquoted path with spaces) stays one word. None or blank: None.
+    ValueError for anything else (an unclosed quote, a list holding a non-string).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(a, _string_types()) for a in value):
+            raise ValueError("an engine command must be a non-empty list of strings")
+        return list(value)
+    if not isinstance(value, _string_types()):
+        raise ValueError("an engine command must be a string or a list of strings")
+    text = value.strip()
+    if not text:
+        return None
+    if os.path.isfile(text):
+        return [text]
+    if windows is None:
+        windows = os.name == "nt"
+    argv = split_windows(text) if windows else shlex.split(text)
+    return argv or None
+
+
+def split_windows(text):
+    """Split a command line as the Microsoft C runtime (CommandLineToArgvW) does."""
+    args, current, quoted, started, i, n = [], [], False, False, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            j = i
+            while j < n and text[j] == "\\":
+                j += 1
+            count = j - i
+            if j < n and text[j] == '"':
+                current.append("\\" * (count // 2))
+                if count % 2:  # an escaped quote
+                    current.append('"')
+                    j += 1
+            else:
+                current.append("\\" * count)
+            started, i = True, j
+        elif char == '"':
+            if quoted and i + 1 < n and text[i + 1] == '"':  # "" inside quotes: one quote
+                current.append('"')
+                i += 1
+            else:
+                quoted = not quoted
+            started, i = True, i + 1
+        elif char in " \t" and not quoted:
+            if started:
+                args.append("".join(current))
+                current, started = [], False
+            i += 1
+        else:
+            current.append(char)
+            started, i = True, i + 1
+    if quoted:
+        raise ValueError("unclosed quote in the engine command")
+    if started:
+        args.append("".join(current))
+    return args
+
+
+def parse_config(text, path="dragfu.json", windows=None):
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -84,12 +156,9 @@ def parse_config(text, path="dragfu.json"):
         raise ConfigError("%s must hold a JSON object" % path, "run the Drag-Fu installer again")
     config = dict(DEFAULTS)
     config.update(data)
-    command = config["engine_command"]
-    if isinstance(command, _string_types()):
-        command = [command]
-    if command is not None and (
-        not isinstance(command, list) or not command or not all(isinstance(a, _string_types()) for a in command)
-    ):
+    try:
+        command = parse_command(config["engine_command"], windows=windows)
+    except ValueError:
         raise ConfigError(
             "%s: engine_command must be a list of strings (argv)" % path,
             'e.g. "engine_command": ["/path/to/venv/bin/dragfu", "serve"]',

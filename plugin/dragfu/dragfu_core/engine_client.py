@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2.7
     import Queue as queue  # noqa: N813  # novermin
 
-from . import frames
+from . import frames, winjob
 from .events import ErrorEvent, ProgressEvent, Result, event_from_frame
 from .frames import PROTOCOL_VERSION, FrameError, FrameReader, array_part, encode_frame, png_part
 
@@ -61,6 +61,8 @@ FLATPAK_INFO = "/.flatpak-info"
 STRIPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
 
 _EOF = object()
+#: Timeouts and deadlines: a clock that never jumps (Python 2.7 has no time.monotonic).
+_clock = getattr(time, "monotonic", time.time)
 
 
 class EngineError(Exception):
@@ -91,16 +93,22 @@ def in_flatpak():
     return os.path.exists(FLATPAK_INFO)
 
 
-def engine_command(argv, flatpak=None):
-    """The argv to spawn: inside a Flatpak sandbox (GIMP from Flathub) the engine lives on the host."""
+def engine_command(argv, flatpak=None, extra_env=None):
+    """The argv to spawn: inside a Flatpak sandbox (GIMP from Flathub) the engine lives on the host.
+
+    ``flatpak-spawn --host --watch-bus [--env=NAME=VALUE ...] ARGV``: --watch-bus ends the host
+    command when the plug-in goes away; flatpak-spawn does not pass its environment on, so the
+    engine's own variables (``extra_env``) travel as --env options. A command that already starts
+    with flatpak-spawn is the user's own wrapping and is kept as it is.
+    """
     argv = [str(a) for a in argv]
     if not argv:
         raise ValueError("the engine command is empty")
     if flatpak is None:
         flatpak = in_flatpak()
     if flatpak and argv[0] != "flatpak-spawn":
-        # --watch-bus: the host command ends when flatpak-spawn (i.e. the plug-in) goes away.
-        argv = ["flatpak-spawn", "--host", "--watch-bus"] + argv
+        options = ["--env=%s=%s" % (key, value) for key, value in sorted((extra_env or {}).items())]
+        argv = ["flatpak-spawn", "--host", "--watch-bus"] + options + argv
     return argv
 
 
@@ -157,13 +165,14 @@ class EngineClient(object):
         self._write_lock = threading.Lock()
         self._eof = False
         self._threads = []
+        self._job = None  # Windows: the job object holding the engine (closed when we exit)
 
     # -- process ------------------------------------------------------------------------------
 
     def start(self):
         """Spawn the engine and say hello; returns the hello result's header (dict)."""
         kwargs = {}
-        if sys.platform == "win32":  # pragma: no cover - Windows only
+        if sys.platform == "win32":
             kwargs["creationflags"] = CREATE_NO_WINDOW
         elif frames.PY2:  # pragma: no cover - Python 2.7
             kwargs["preexec_fn"] = os.setsid
@@ -188,6 +197,9 @@ class EngineClient(object):
                 "cannot start the engine command %r: %s" % (" ".join(self.argv), error),
                 "check the engine command in the plug-in settings (is Drag-Fu's engine installed?)",
             )
+        if sys.platform == "win32":
+            # The engine and whatever it starts end with the plug-in, however the plug-in ends.
+            self._job = winjob.kill_on_close(self.proc)
         self._threads = []
         for target, name in ((self._read_stdout, "dragfu-engine-out"), (self._read_stderr, "dragfu-engine-log")):
             thread = threading.Thread(target=target, name=name)
@@ -267,9 +279,9 @@ class EngineClient(object):
         return self.proc is not None and self.proc.poll() is None
 
     def _wait_exit(self, timeout):
-        deadline = time.time() + timeout
+        deadline = _clock() + timeout
         while self.proc.poll() is None:
-            if time.time() >= deadline:
+            if _clock() >= deadline:
                 return None
             time.sleep(0.02)
         return self.proc.returncode
@@ -412,7 +424,7 @@ class EngineClient(object):
         killed. ``timeout``: longest silence (default ``event_timeout``); the engine is killed after it.
         """
         silence = self.event_timeout if timeout is None else timeout
-        last_event = time.time()
+        last_event = _clock()
         cancel_sent_at = None
         while True:
             backlog = self._pending.get(request_id)
@@ -420,7 +432,7 @@ class EngineClient(object):
                 frame = backlog.popleft()
             else:
                 frame = self._next_frame(0.1)
-            now = time.time()
+            now = _clock()
             if frame is None:
                 if cancel_sent_at is None and should_cancel is not None and should_cancel():
                     self.cancel(request_id)
@@ -458,7 +470,7 @@ class EngineClient(object):
                 yield frame
                 if cancel_sent_at is None and should_cancel is not None and should_cancel():
                     self.cancel(request_id)
-                    cancel_sent_at = time.time()
+                    cancel_sent_at = _clock()
                 continue
             self._pending.pop(request_id, None)
             if isinstance(frame, ErrorEvent):

@@ -64,14 +64,10 @@ def engine_argv_env(config, options):
 
 
 def flatpak_argv(argv, extra_env, flatpak=None):
-    """Inside the Flatpak GIMP the engine runs on the host through `flatpak-spawn --host`, which
-    does not pass the environment on: our variables go as --env= options instead."""
-    if flatpak is None:
-        flatpak = engine_client.in_flatpak()
-    if not flatpak or (argv and argv[0] == "flatpak-spawn"):
-        return list(argv)
-    options = ["--env=%s=%s" % (key, value) for key, value in sorted(extra_env.items())]
-    return ["flatpak-spawn", "--host"] + options + list(argv)
+    """Inside the Flatpak GIMP the engine runs on the host through `flatpak-spawn --host
+    --watch-bus`, which does not pass the environment on: our variables go as --env= options
+    (engine_client.engine_command, the one place that wraps)."""
+    return engine_client.engine_command(argv, flatpak, extra_env)
 
 
 class EngineSession(object):
