@@ -73,7 +73,7 @@ def landmark_distance(image, frame, names, world_targets) -> float | None:
     )
 
 
-def one_run(G, spec, drags, selection: bool, steps: int) -> dict:
+def one_run(G, spec, drags, selection: bool, steps: int, paste: str = "warp") -> dict:
     started = time.perf_counter()
     photo = build_photo(spec)
     build_seconds = time.perf_counter() - started
@@ -90,10 +90,11 @@ def one_run(G, spec, drags, selection: bool, steps: int) -> dict:
         mask[int(max(my - r, 0)) : int(my + r), int(max(mx - 1.6 * r, 0)) : int(mx + 1.6 * r)] = (
             True
         )
-    edit = drag_photo(G, photo.image, handles, targets, mask=mask, max_steps=steps)
+    edit = drag_photo(G, photo.image, handles, targets, mask=mask, max_steps=steps, paste=paste)
     frame = world_frame(photo)
     row = {
         "scale": spec.scale, "angle": spec.angle, "points": len(names), "selection": selection,
+        "paste": paste,
         "canvas": list(spec.canvas), "grain": spec.grain,
         "md_model_px": landmark_distance(edit.image, frame, names, world_targets),
         "steps": edit.result.steps, "converged": edit.result.converged,
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="one scale and angle")
     parser.add_argument("--big", action="store_true", help="also time a 6000x4000 layer")
+    parser.add_argument("--paste", choices=("warp", "render"), default="warp")
     args = parser.parse_args()
     torch.set_num_threads(1)
     G = load_generator("toy", torch.device("cpu"))
@@ -144,7 +146,7 @@ def main() -> None:
                 seed=int(scale * 100 + angle),
             )
             for drags, selection in ((ONE, False), (ONE, True), (FIVE, False)):
-                row = one_run(G, spec, drags, selection, args.steps)
+                row = one_run(G, spec, drags, selection, args.steps, args.paste)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.big:

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "engine") not in sys.path:
     sys.path.insert(0, str(REPO / "engine"))
 import dragfu  # noqa: E402, F401
+
 # `dragfu serve` on the CPU, as the tests start it.
 SERVE_COMMAND = [
     sys.executable,

@@ -30,7 +30,7 @@ from dragfu.project import (
     project,
     save_projection,
 )
-from dragfu.project.settings import WPLUS_STEPS_WITHOUT_TUNING
+from dragfu.project.settings import PTI_SETTINGS, WPLUS_STEPS_WITHOUT_TUNING, settings_for
 
 
 def _steps(text: str) -> int:
@@ -64,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mask", metavar="MASK.png", help="weight mask: white = pixels that matter"
     )
     parser.add_argument(
-        "--steps", type=_steps, default=defaults.w_steps,
-        help=f"W projection steps (default {defaults.w_steps})",
+        "--steps", type=_steps, default=None,
+        help=f"W projection steps (default: the model's, {defaults.w_steps} for the toy model, "
+        f"{PTI_SETTINGS.w_steps} (PTI) for 256 px and larger)",
     )  # fmt: skip
     parser.add_argument(
         "--wplus-steps", type=_steps, default=None,
@@ -73,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{WPLUS_STEPS_WITHOUT_TUNING} with --no-tune)",
     )  # fmt: skip
     parser.add_argument(
-        "--tune-steps", type=_steps, default=defaults.tune_steps,
-        help=f"pivotal tuning steps (default {defaults.tune_steps})",
+        "--tune-steps", type=_steps, default=None,
+        help=f"pivotal tuning steps (default: the model's, {defaults.tune_steps} for the toy "
+        f"model, {PTI_SETTINGS.tune_steps} (PTI) for 256 px and larger)",
     )  # fmt: skip
     parser.add_argument(
         "--no-tune", action="store_true",
@@ -105,19 +107,22 @@ def run(args: argparse.Namespace) -> int:
         mask = read_mask(args.mask)
         if mask.shape != image.shape[:2]:
             mask = resize_weight(mask, (image.shape[1], image.shape[0]))
-    wplus_steps = args.wplus_steps
-    if wplus_steps is None:
-        wplus_steps = WPLUS_STEPS_WITHOUT_TUNING if args.no_tune else ProjectSettings.wplus_steps
-    settings = ProjectSettings(
-        w_steps=args.steps,
-        wplus_steps=wplus_steps,
-        tune_steps=0 if args.no_tune else args.tune_steps,
-        perceptual=args.perceptual,
-        seed=args.seed,
-    )
+    G = load_generator(args.model, choose_device(args.device))
+    # The model's own settings (PTI's for big models), with what the command line says on top.
+    overrides = {"perceptual": args.perceptual, "seed": args.seed}
+    if args.steps is not None:
+        overrides["w_steps"] = args.steps
+    if args.wplus_steps is not None:
+        overrides["wplus_steps"] = args.wplus_steps
+    elif args.no_tune:
+        overrides["wplus_steps"] = WPLUS_STEPS_WITHOUT_TUNING
+    if args.no_tune:
+        overrides["tune_steps"] = 0
+    elif args.tune_steps is not None:
+        overrides["tune_steps"] = args.tune_steps
+    settings = settings_for(G, overrides)
     if settings.w_steps + settings.wplus_steps + settings.tune_steps == 0:
         raise BadInputError("nothing to do: every stage has 0 steps")
-    G = load_generator(args.model, choose_device(args.device))
 
     reporter = _ProgressLine() if show_progress(args) else None
     started = time.perf_counter()

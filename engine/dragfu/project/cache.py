@@ -28,7 +28,7 @@ from dragfu.project.projector import (
     model_fingerprint,
     project,
 )
-from dragfu.project.settings import ProjectSettings
+from dragfu.project.settings import ProjectSettings, settings_for
 from dragfu.project.storage import load_projection, save_projection
 
 KEY_VERSION = b"dragfu-projection-cache-v1"
@@ -73,7 +73,7 @@ class ProjectionCache:
         settings: ProjectSettings | None = None,
         fingerprint: str | None = None,
     ) -> str:
-        settings = settings or ProjectSettings()
+        settings = settings_for(G, settings)
         rgb, alpha = as_rgb_uint8(image)
         digest = hashlib.sha256(KEY_VERSION)
         digest.update((fingerprint or model_fingerprint(G)).encode())
@@ -131,7 +131,7 @@ class ProjectionCache:
         cancel: CancelFlag | None = None,
     ) -> Projection:
         """The cached projection of `image` for G and `settings`, or a new one (then cached)."""
-        settings = settings or ProjectSettings()
+        settings = settings_for(G, settings)
         fingerprint = model_fingerprint(G)
         key = self.key(
             G, image, weight_mask=weight_mask, settings=settings, fingerprint=fingerprint

@@ -40,7 +40,7 @@ from dragfu.project.losses import (
     ssim,
     weighted_mse,
 )
-from dragfu.project.settings import ProjectSettings
+from dragfu.project.settings import ProjectSettings, settings_for
 
 
 @dataclass(frozen=True)
@@ -416,7 +416,7 @@ def project(
     image multiplies it (unless `settings.use_alpha` is off). `callback(ProjectProgress)` runs after
     every step; `cancel.is_set()` is checked before every step (-> `CancelledError`).
     """
-    settings = settings or ProjectSettings()
+    settings = settings_for(G, settings)
     started = time.perf_counter()
     _check_cancel(cancel)
     target_rgb, weight_np = prepare_target(G, image, weight_mask, settings.use_alpha)

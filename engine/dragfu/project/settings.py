@@ -127,3 +127,38 @@ class ProjectSettings:
         if unknown:
             raise BadInputError(f"unknown projection settings: {', '.join(unknown)}")
         return cls(**values)
+
+
+# PTI's published settings (Roich et al. 2021, their `hyperparameters.py`), for the 256-1024 px
+# models they were chosen on: 450 W steps at lr 5e-3 with LPIPS alone, then 350 tuning steps at
+# lr 3e-4 with LPIPS + L2 (weight 1), no W+ stage, no locality regulariser by default.
+PTI_SETTINGS = ProjectSettings(
+    w_steps=450,
+    w_lr=5e-3,
+    latent_l2_weight=0.0,
+    wplus_steps=0,
+    tune_steps=350,
+    tune_lr=3e-4,
+    tune_lr_rampdown=0.0,
+    tune_l2_weight=1.0,
+    tune_perceptual_weight=1.0,
+)
+#: From this image size on a model gets PTI's settings; below it, the toy model's measured ones.
+PTI_FROM_RESOLUTION = 256
+
+
+def settings_for(G, overrides: ProjectSettings | dict[str, Any] | None = None) -> ProjectSettings:
+    """The projection settings for generator G: given settings as they are, else the model's
+    defaults (PTI's published ones for 256 px and larger models, the measured ones below,
+    docs/benchmarks.md) with `overrides` (field name -> value) on top."""
+    if isinstance(overrides, ProjectSettings):
+        return overrides
+    resolution = max(getattr(G, "img_resolution", 0), *getattr(G, "image_size", (0,)))
+    base = PTI_SETTINGS if resolution >= PTI_FROM_RESOLUTION else ProjectSettings()
+    if not overrides:
+        return base
+    known = {item.name for item in dataclasses.fields(ProjectSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise BadInputError(f"unknown projection settings: {', '.join(unknown)}")
+    return base.replace(**overrides)

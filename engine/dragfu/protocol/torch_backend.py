@@ -102,7 +102,7 @@ class EngineBackend:
         from dragfu.project import ProjectionCache, project
 
         kwargs: dict[str, Any] = {
-            "weight_mask": weight_mask, "settings": self._project_settings(settings),
+            "weight_mask": weight_mask, "settings": self._project_settings(G, settings),
             "callback": callback, "cancel": cancel,
         }  # fmt: skip
         if cache:
@@ -120,15 +120,14 @@ class EngineBackend:
         return ProjectOutcome(generator, projection.ws, reconstruction, stats)
 
     @staticmethod
-    def _project_settings(settings: dict[str, Any]) -> Any:
-        """The request's ``settings`` object -> ProjectSettings (same field names)."""
-        from dragfu.project import ProjectSettings
+    def _project_settings(G, settings: dict[str, Any]) -> Any:
+        """The model's projection settings with the request's ``settings`` (same field names)."""
+        from dragfu.errors import BadInputError
+        from dragfu.project.settings import settings_for
 
-        if not settings:
-            return None
         try:
-            return ProjectSettings(**settings)
-        except TypeError as error:
+            return settings_for(G, settings)
+        except (TypeError, BadInputError) as error:
             raise m.ProtocolError("bad_request", f"bad projection 'settings': {error}") from None
 
     def drag(self, G, ws, handles, targets, *, waypoints, mask, method, max_steps, preview_every,
