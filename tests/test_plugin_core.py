@@ -206,40 +206,6 @@ def test_points_map_image_to_layer_to_crop():
 # ---------------------------------------------------------------- masks
 
 
-def square_mask(width, height, box):
-    m = mask.full_mask(width, height, 0)
-    x0, y0, x1, y1 = box
-    for j in range(y0, y1):
-        for i in range(x0, x1):
-            m[j * width + i] = 255
-    return m
-
-
-def test_blend_mask_is_zero_outside_selection_and_full_deep_inside():
-    w, h = 40, 30
-    sel = square_mask(w, h, (10, 5, 30, 25))
-    alpha = mask.blend_mask(sel, w, h, 4, (False, False, False, False))
-    for j in range(h):
-        for i in range(w):
-            if not sel[j * w + i]:
-                assert alpha[j * w + i] == 0
-    assert alpha[15 * w + 20] == 255  # centre: fully the result
-    # the ramp rises inwards from the selection's edge
-    row = [alpha[15 * w + i] for i in range(10, 20)]
-    assert row == sorted(row) and row[0] < 128 and row[-1] == 255
-
-
-def test_blend_mask_fades_towards_inner_crop_edges_only():
-    w, h = 32, 32
-    full = mask.full_mask(w, h)
-    alpha = mask.blend_mask(
-        full, w, h, 4, (True, False, False, False)
-    )  # only the left edge is inside
-    assert alpha[16 * w + 0] < 64 and alpha[16 * w + 31] == 255
-    assert alpha[0 * w + 16] == 255  # top edge is the layer's edge: no fade
-    assert mask.blend_mask(full, w, h, 4, (False,) * 4) == full
-
-
 def test_movable_mask_thresholds_half_selection():
     assert list(mask.movable_mask(bytearray([0, 127, 128, 255]))) == [0, 0, 255, 255]
 
@@ -253,52 +219,46 @@ def random_bytes(n, seed):
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_composite_keeps_source_where_alpha_is_zero_and_takes_result_where_full(channels):
-    w, h = 9, 7
-    src = random_bytes(w * h * channels, 1)
-    res = random_bytes(w * h * 3, 2)
-    alpha = bytearray(w * h)
-    alpha[3 * w + 4] = 255
-    alpha[5 * w + 1] = 128
-    out = composite.composite(src, channels, res, alpha, w, h)
-    assert isinstance(out, bytearray) and len(out) == len(src)
-    for k in range(w * h):
-        px = out[k * channels : (k + 1) * channels]
-        sp = src[k * channels : (k + 1) * channels]
-        if alpha[k] == 0:
-            assert px == sp
-        if channels in (2, 4):
-            assert px[-1] == sp[-1]  # the layer's own alpha is kept
-    k = 3 * w + 4
-    r = res[k * 3 : k * 3 + 3]
-    if channels >= 3:
-        assert list(out[k * channels : k * channels + 3]) == list(r)
-    else:
-        luma = 0.2126 * r[0] + 0.7152 * r[1] + 0.0722 * r[2]
-        assert abs(out[k * channels] - luma) <= 0.5 + 1e-9
-    k = 5 * w + 1
-    if channels >= 3:
-        for c in range(3):
-            expected = (
-                src[k * channels + c] + (res[k * 3 + c] - src[k * channels + c]) * 128 / 255.0
-            )
-            assert abs(out[k * channels + c] - expected) <= 0.5 + 1e-9
+def test_put_rgb_writes_the_box_keeps_alpha_and_everything_else(channels):
+    w, h = 7, 5
+    base = random_bytes(w * h * channels, 3)
+    box = Rect(2, 1, 3, 2)  # inside base_rect = the whole 7 x 5 buffer
+    rgb = bytearray([200, 10, 30]) * (box.width * box.height)
+    out = composite.put_rgb(base, channels, Rect(0, 0, w, h), box, rgb)
+    assert isinstance(out, bytearray) and len(out) == len(base) and out is not base
+    for j in range(h):
+        for i in range(w):
+            p = (j * w + i) * channels
+            inside = box.x <= i < box.x2 and box.y <= j < box.y2
+            if not inside:
+                assert out[p : p + channels] == base[p : p + channels]
+                continue
+            if channels >= 3:
+                assert list(out[p : p + 3]) == [200, 10, 30]
+            else:  # grey: Rec. 709 luma of the colour
+                assert out[p] == int(0.2126 * 200 + 0.7152 * 10 + 0.0722 * 30 + 0.5)
+            if channels in (2, 4):
+                assert out[p + channels - 1] == base[p + channels - 1]  # alpha kept
 
 
-def test_composite_float_source_high_bit_depth():
-    w, h = 4, 3
-    src = array.array("f", [((i * 37) % 100) / 100.0 for i in range(w * h * 4)])
-    res = random_bytes(w * h * 3, 5)
-    alpha = bytearray([0, 255] * (w * h // 2))
-    out = composite.composite(src, 4, res, alpha, w, h, max_value=1.0)
-    assert isinstance(out, array.array) and out.typecode == "f"
-    assert out[0:4] == src[0:4]
-    assert abs(out[4] - res[3] / 255.0) < 1e-6 and out[7] == src[7]
+def test_put_rgb_float_keeps_full_precision_where_the_engine_changed_nothing():
+    w, h = 4, 2
+    base = array.array("f", [0.1234, 0.5678, 0.9, 1.0] * (w * h))  # RGBA float, 0..1
+    given = composite.to_rgb8(base, 4, w, h, 1.0)
+    edited = bytearray(given)
+    edited[0:3] = bytearray([255, 0, 0])  # the engine changed pixel (0, 0) only
+    out = composite.put_rgb(base, 4, Rect(0, 0, w, h), Rect(0, 0, w, h), edited, 1.0)
+    assert list(out[0:4]) == pytest.approx([1.0, 0.0, 0.0, 1.0])
+    assert list(out[4:]) == list(base[4:])  # bit for bit, not rounded through 8 bits
 
 
-def test_composite_rejects_wrong_sizes():
-    with pytest.raises(ValueError):
-        composite.composite(bytearray(10), 3, bytearray(12), bytearray(4), 2, 2)
+def test_sub_rect_takes_the_rows_of_a_rect():
+    w, h, c = 5, 4, 2
+    base = bytearray(range(w * h * c))
+    part = composite.sub_rect(base, c, w, Rect(1, 2, 3, 2))
+    assert list(part) == list(base[(2 * w + 1) * c : (2 * w + 4) * c]) + list(
+        base[(3 * w + 1) * c : (3 * w + 4) * c]
+    )
 
 
 def test_to_rgb8_from_every_layout():
@@ -308,22 +268,6 @@ def test_to_rgb8_from_every_layout():
     assert list(composite.to_rgb8(rgba, 4, 2, 1)) == [1, 2, 3, 5, 6, 7]
     floats = array.array("f", [0.0, 0.5, 1.0, 1.0])
     assert list(composite.to_rgb8(floats, 4, 1, 1, max_value=1.0)) == [0, 128, 255]
-
-
-def test_resize_rgb8_identity_and_constant_and_ramp():
-    px = random_bytes(5 * 4 * 3, 9)
-    assert composite.resize_rgb8(px, 5, 4, 5, 4) == px
-    const = bytearray([7, 8, 9]) * 16
-    assert composite.resize_rgb8(const, 4, 4, 9, 3) == bytearray([7, 8, 9]) * 27
-    ramp = bytearray()
-    for i in range(4):
-        ramp += bytearray([i * 60] * 3)
-    up = composite.resize_rgb8(ramp, 4, 1, 8, 1)
-    reds = list(up[0::3])
-    assert reds == sorted(reds) and reds[0] == 0 and reds[-1] == 180
-
-
-# ---------------------------------------------------------------- config
 
 
 def test_config_defaults_and_validation(tmp_path):

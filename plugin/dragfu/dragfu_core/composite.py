@@ -1,9 +1,9 @@
-"""Put the engine's result back into the source pixels with a blend mask.
+"""Put the engine's result (8-bit RGB over a box) back into the source's own pixel layout.
 
 Source pixels come in the drawable's own layout (1 to 4 channels: grey, grey+alpha, RGB, RGBA)
-as a bytearray (8-bit) or an array('f') (GIMP 3 high bit depth, read as float 0..1). The result
-is 8-bit RGB over the same crop. Where the blend mask is 0 the output is the source value,
-unchanged to the bit; the source's alpha channel is always kept.
+as a bytearray (8-bit) or an array('f') (GIMP 3 high bit depth, read as float 0..1). The engine
+sends 8-bit RGB over the box its edit changed, already blended; the source's alpha channel is
+always kept, and pixels the engine did not change keep their own values.
 """
 
 import array
@@ -14,54 +14,6 @@ LUMA = (0.2126, 0.7152, 0.0722)
 
 def color_channels(channels):
     return 1 if channels in (1, 2) else 3
-
-
-def composite(source, channels, result_rgb, alpha, width, height, max_value=255):
-    """A new buffer of the same type as source: source blended towards result_rgb by alpha.
-
-    source: width * height * channels values (bytearray for 8-bit, array('f') for float).
-    result_rgb: width * height * 3 bytes (the engine's 8-bit RGB). alpha: width * height bytes.
-    max_value: 255 for 8-bit sources, 1.0 for float sources.
-    """
-    if len(source) != width * height * channels:
-        raise ValueError("source has %d values, expected %d" % (len(source), width * height * channels))
-    if len(result_rgb) != width * height * 3:
-        raise ValueError("result has %d bytes, expected %d" % (len(result_rgb), width * height * 3))
-    if len(alpha) != width * height:
-        raise ValueError("mask has %d values, expected %d" % (len(alpha), width * height))
-    integer = isinstance(source, (bytearray, bytes))
-    out = bytearray(source) if integer else array.array(source.typecode, source)
-    n_color = color_channels(channels)
-    scale = max_value / 255.0
-    row_values = width * channels
-    for j in range(height):
-        a_row = alpha[j * width:(j + 1) * width]
-        if not any(a_row):
-            continue  # untouched row: already a copy of the source
-        base = j * row_values
-        rbase = j * width * 3
-        for i in range(width):
-            a = a_row[i]
-            if not a:
-                continue
-            w = a / 255.0
-            p = base + i * channels
-            r = rbase + i * 3
-            if n_color == 3:
-                targets = (result_rgb[r] * scale, result_rgb[r + 1] * scale, result_rgb[r + 2] * scale)
-            else:
-                targets = (
-                    (LUMA[0] * result_rgb[r] + LUMA[1] * result_rgb[r + 1] + LUMA[2] * result_rgb[r + 2]) * scale,
-                )
-            for c in range(n_color):
-                s = source[p + c]
-                value = s + (targets[c] - s) * w
-                if integer:
-                    value = int(value + 0.5)
-                    out[p + c] = 255 if value > 255 else (0 if value < 0 else value)
-                else:
-                    out[p + c] = value
-    return out
 
 
 def to_rgb8(source, channels, width, height, max_value=255):
@@ -109,35 +61,6 @@ def alpha_channel(source, channels, width, height, max_value=255):
         out = bytearray(min(255, max(0, int(v * scale + 0.5))) for v in values)
     if out.count(b"\xff") == len(out) or not any(out):
         return None  # opaque: nothing to weigh; fully transparent: weighing would erase everything
-    return out
-
-
-def resize_rgb8(pixels, width, height, new_width, new_height):
-    """Bilinear resize of 8-bit RGB (pixel-centre sampling, edges clamped)."""
-    if (width, height) == (new_width, new_height):
-        return bytearray(pixels)
-    out = bytearray(new_width * new_height * 3)
-    sx = float(width) / new_width
-    sy = float(height) / new_height
-    xs = []
-    for i in range(new_width):
-        x = (i + 0.5) * sx - 0.5
-        x0 = int(x) if x >= 0 else -1
-        fx = x - x0
-        xs.append((min(max(x0, 0), width - 1), min(max(x0 + 1, 0), width - 1), fx))
-    for j in range(new_height):
-        y = (j + 0.5) * sy - 0.5
-        y0 = int(y) if y >= 0 else -1
-        fy = y - y0
-        r0 = min(max(y0, 0), height - 1) * width * 3
-        r1 = min(max(y0 + 1, 0), height - 1) * width * 3
-        o = j * new_width * 3
-        for i in range(new_width):
-            a, b, fx = xs[i]
-            for c in range(3):
-                top = pixels[r0 + a * 3 + c] * (1 - fx) + pixels[r0 + b * 3 + c] * fx
-                bottom = pixels[r1 + a * 3 + c] * (1 - fx) + pixels[r1 + b * 3 + c] * fx
-                out[o + i * 3 + c] = int(top * (1 - fy) + bottom * fy + 0.5)
     return out
 
 
