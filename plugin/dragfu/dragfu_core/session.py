@@ -7,7 +7,7 @@ own message and hint. Pixels travel as raw uint8 arrays both ways (no PNG codec 
 import contextlib
 import signal
 
-from . import engine_client
+from . import engine_client, warm
 from .engine_client import EngineCancelled, EngineClient, EngineError, rgb_part
 
 
@@ -88,6 +88,8 @@ class EngineSession(object):
         self.client = None
         self._loaded = {}  # model name -> (width, height) or None
         self._frames = None
+        self.warm = warm.wanted(self.argv, config, engine_client.in_flatpak())
+        self.engine_started = None  # warm engine: True when this run started it
 
     def _on_event(self, frame):
         header = frame.header
@@ -129,9 +131,13 @@ class EngineSession(object):
     def _load_model(self, model):
         if self.client is None:
             env = engine_client.engine_environment(extra=self.extra_env)
-            self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
             self.progress.stage("start")
-            self.client.start()
+            if self.warm:
+                # The user's engine stays between runs (docs/plugin.md, "The warm engine").
+                self.client, self.engine_started = warm.connect(self.argv, self.extra_env, env)
+            else:
+                self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
+                self.client.start()
         if model not in self._loaded:
             self.progress.stage("load_model", 0, 1, model=model)
             header = self.client.request(
