@@ -147,7 +147,7 @@ class EngineSession(object):
         return self._loaded[model]
 
     def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None,
-            align_points=None):
+            align_points=None, from_key=None):
         from .job import EngineOutcome
 
         self._frames = [] if keep_frames else None
@@ -161,6 +161,8 @@ class EngineSession(object):
             settings = self.config.get("project_settings")
             if settings:
                 fields["settings"] = settings
+            if from_key:  # a result layer: the engine continues from that drag's latent if it can
+                fields["from_key"] = from_key
             parts = [rgb_part("image", bytes(image), width, height)]
             if weight_mask is not None:
                 parts.append(rgb_part("weight_mask", bytes(weight_mask), width, height, channels=1))
@@ -201,8 +203,14 @@ class EngineSession(object):
                     "the handles stopped up to %.1f px short of their targets after %s steps "
                     "(more steps may help)" % (max(distances), header.get("steps"))
                 )
+            if from_key:  # why the engine projected after all (its latent gone, the layer changed)
+                notes = list(projected.header.get("notes") or []) + notes
             frames = self._frames or []
-            return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes, box)
+            return EngineOutcome(
+                pixels, out_w, out_h, header.get("steps"), frames, notes, box,
+                latent_key=header.get("latent_key"), resumed=bool(projected.header.get("resumed")),
+                alignment=projected.header.get("alignment"),
+            )
 
     def close(self):
         if self.client is not None:
