@@ -30,7 +30,7 @@ TOY_PROJECTION = {"w_steps": 60, "wplus_steps": 30, "tune_steps": 30}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=int, default=3, help="warm runs of each kind (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="warm runs of each kind (median)")
     parser.add_argument("--steps", type=int, default=10, help="drag steps per run")
 
 
@@ -72,6 +72,24 @@ class Host(job.Host):
 
 class TimedSession(session.EngineSession):
     first_drag = None
+    project = None  # the project result's own numbers (align, lookup) of the last run
+
+    def _load_model(self, model):
+        size = super()._load_model(model)
+        if not getattr(self.client, "_timed", False):
+            request = self.client.request
+
+            def timed(type_, *args, **kwargs):
+                result = request(type_, *args, **kwargs)
+                if type_ == "project":
+                    h = result.header
+                    TimedSession.project = {
+                        k: h.get(k) for k in ("seconds", "align_seconds", "cached", "resumed")
+                    }
+                return result
+
+            self.client.request, self.client._timed = timed, True
+        return size
 
     def _on_event(self, frame):
         if frame.header.get("stage") == "drag" and TimedSession.first_drag is None:
@@ -89,6 +107,8 @@ def one_run(host, config):
         "to_first_drag_step_s": round(TimedSession.first_drag - started, 3),
         "total_s": round(total, 3),
         "resumed": result.resumed,
+        "project": TimedSession.project,
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 
