@@ -212,3 +212,31 @@ def test_runtime_dir_rules(tmp_path, monkeypatch):
     assert warm.engine_id(["dragfu", "serve"], {}) != warm.engine_id(
         ["dragfu", "serve"], {"DRAGFU_DEVICE": "cpu"}
     )
+
+
+FAKE_ENGINE = [sys.executable, str(REPO / "tests" / "gimp2_shim" / "fake_engine.py")]
+
+
+def test_a_cancelled_run_leaves_the_engine_serving_the_next(runtime):
+    """Cancel mid-drag (the protocol's cancel over the socket): the run ends `cancelled`, the
+    connection closes, and the same engine answers the next run's drag."""
+    _folder, started = runtime
+    argv = [*FAKE_ENGINE, "--step-delay", "0.05"]
+    env = engine_client.engine_environment(extra=EXTRA_ENV)
+    client, _ = warm.connect(argv, EXTRA_ENV, env, startup_timeout=60)
+    started.append(client.hello_info["pid"])
+    steps = []
+
+    def progress(event):
+        steps.append(event.header.get("step"))
+
+    with pytest.raises(engine_client.EngineCancelled):
+        client.drag([(10, 10)], [(40, 40)], seed=1, max_steps=400, progress=progress,
+                    should_cancel=lambda: len(steps) >= 3)  # fmt: skip
+    assert 3 <= len(steps) < 400
+    client.close()
+    again, new = warm.connect(argv, EXTRA_ENV, env, startup_timeout=60)
+    assert new is False and again.hello_info["pid"] == client.hello_info["pid"]
+    result = again.drag([(10, 10)], [(14, 10)], seed=1, max_steps=3)
+    assert result.header["steps"] >= 1
+    again.shutdown()
