@@ -14,6 +14,10 @@ from . import geometry
 
 PARASITE_NAME = "dragfu-source"
 VERSION = 1
+try:
+    STRING_TYPES = (str, unicode)  # noqa: F821  # Python 2.7: json gives unicode
+except NameError:
+    STRING_TYPES = (str,)
 
 
 def encode(model, latent_key, crop, alignment=None):
@@ -43,7 +47,7 @@ def decode(data):
     if not isinstance(fields, dict) or fields.get("v") != VERSION:
         return None
     key, crop = fields.get("latent_key"), fields.get("crop")
-    if not isinstance(key, str) or not key:
+    if not isinstance(key, STRING_TYPES) or not key:
         return None
     if not (isinstance(crop, list) and len(crop) == 4 and all(isinstance(v, int) for v in crop)):
         return None
