@@ -25,6 +25,7 @@ BENCHMARKS = {
     "toy": "the toy model: landmark detection rate, coverage of the world, realism",
     "project": "projection quality and speed on held-out toy renders",
     "protocol": "engine cold start, request overhead, image round trips through the protocol",
+    "warm": "the warm engine: OK to the first drag step, cold vs warm, again on a result layer",
 }
 
 

@@ -21,6 +21,7 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 from dragfu_core import config as config_mod  # noqa: E402
 from dragfu_core import geometry, job  # noqa: E402
+from dragfu_core import source as dragfu_source  # noqa: E402
 
 PROCEDURE = "plug-in-dragfu"
 MENU_LABEL = "Drag-Fu (GAN point drag)..."
@@ -123,15 +124,22 @@ class Gimp3Host(job.Host):
         Gimp.progress_set_text(text)
         Gimp.progress_update(fraction)
 
-    def insert_result(self, rect, pixels, name, frames):
-        image, source = self.image, self.layer
-        parent = source.get_parent()
+    keeps_source = True  # insert_result takes source= (dragfu_core.source)
+
+    def layer_source(self, name):
+        """The source layer's parasite `name` as bytes, or None."""
+        parasite = self.layer.get_parasite(name)
+        return None if parasite is None else bytes(bytearray(parasite.get_data()))
+
+    def insert_result(self, rect, pixels, name, frames, source=None):
+        image, source_layer = self.image, self.layer
+        parent = source_layer.get_parent()
         image.undo_group_start()
         made = []
         try:
             if self.indexed:
                 image.convert_rgb()
-            position = image.get_item_position(source)
+            position = image.get_item_position(source_layer)
             if frames:
                 group = Gimp.GroupLayer.new(image, name + " (frames)")
                 image.insert_layer(group, parent, position)
@@ -141,10 +149,19 @@ class Gimp3Host(job.Host):
                     image.insert_layer(frame, group, 0)
                     made.append(frame)
                 group.set_visible(False)
-                position = image.get_item_position(source)
+                position = image.get_item_position(source_layer)
             result = self._copy_with(rect, pixels, name)
             image.insert_layer(result, parent, position)
             made.append(result)
+            # Where the layer came from (persistent: saved in the XCF); a copy of a result layer
+            # must not keep its parent's.
+            if source is not None:
+                parasite = Gimp.Parasite.new(
+                    dragfu_source.PARASITE_NAME, Gimp.PARASITE_PERSISTENT, list(bytearray(source))
+                )
+                result.attach_parasite(parasite)
+            elif result.get_parasite(dragfu_source.PARASITE_NAME) is not None:
+                result.detach_parasite(dragfu_source.PARASITE_NAME)
             image.set_selected_layers([result])
         except Exception:
             for item in reversed(made):

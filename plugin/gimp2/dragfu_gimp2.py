@@ -35,8 +35,10 @@ from gimpfu import (  # noqa: E402
 
 from dragfu_core import config as config_mod  # noqa: E402
 from dragfu_core import geometry, job  # noqa: E402
+from dragfu_core import source as dragfu_source  # noqa: E402
 
 PROCEDURE = "python-fu-dragfu"
+PARASITE_PERSISTENT = 1  # GIMP's GIMP_PARASITE_PERSISTENT: kept in the XCF
 PATH_MODES = [job.PATHS_SELECTED, job.PATHS_VISIBLE]
 PATH_LABELS = ["Selected (active) path", "All visible paths"]
 REGION_MODES = [geometry.REGION_AUTO, geometry.REGION_SELECTION, geometry.REGION_POINTS, geometry.REGION_LAYER]
@@ -146,8 +148,16 @@ class Gimp2Host(job.Host):
         pdb.gimp_progress_set_text(text)
         pdb.gimp_progress_update(fraction)
 
-    def insert_result(self, rect, pixels, name, frames):
-        image, source = self.image, self.layer
+    keeps_source = True  # insert_result takes source= (dragfu_core.source)
+
+    def layer_source(self, name):
+        """The source layer's parasite `name` as bytes, or None."""
+        parasite = self.layer.parasite_find(name)
+        return None if parasite is None else parasite.data
+
+    def insert_result(self, rect, pixels, name, frames, source=None):
+        source_data, source = source, self.layer
+        image = self.image
         pdb.gimp_image_undo_group_start(image)
         made = []
         try:
@@ -169,6 +179,12 @@ class Gimp2Host(job.Host):
             result = self._copy_with(rect, pixels, name)
             pdb.gimp_image_insert_layer(image, result, parent, position)
             made.append(result)
+            # Where the layer came from (persistent: saved in the XCF); a copy of a result layer
+            # must not keep its parent's.
+            if source_data is not None:
+                result.attach_new_parasite(dragfu_source.PARASITE_NAME, PARASITE_PERSISTENT, bytes(source_data))
+            elif result.parasite_find(dragfu_source.PARASITE_NAME) is not None:
+                result.parasite_detach(dragfu_source.PARASITE_NAME)
             pdb.gimp_image_set_active_layer(image, result)
         except Exception:
             for item in reversed(made):

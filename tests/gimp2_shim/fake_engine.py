@@ -4,7 +4,8 @@ an image is the image itself resized to the model's W x R (W = R unless given: `
 rectangular model, as StyleGAN-Human's R high, R/2 wide), and a "drag" returns it with a 3x3
 marker at every target in MARK_COLOR, so a test can check where the plug-in put the targets.
 
-`python fake_engine.py [--resolution R] [--width W] [--fail-load] [--step-delay S] [--log FILE]`
+`python fake_engine.py [--resolution R] [--width W] [--fail-load] [--step-delay S] [--log FILE]
+[--socket PATH]` (`--socket`: as the warm engine, `dragfu serve --socket`)
 `--log FILE` appends what happened, one line each, flushed at once: `pid N`, `request TYPE ID
 [target=T]` for every request frame the server dispatches, `step N` as each drag step ends,
 `drag-end N cancelled` or `drag-end N done` (N = steps run) -- for the cancel tests.
@@ -37,13 +38,14 @@ def main():
     parser.add_argument("--step-delay", type=float, default=0.0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--log", default=None, help="append requests and drag steps to this file")
+    parser.add_argument("--socket", default=None, help="serve as a warm engine on this socket")
     args = parser.parse_args()
     backend = FakeBackend(
         args.resolution, args.step_delay, width=args.width, photo=True, fail_load=args.fail_load
     )
     if args.log:
         backend.log = log_to(args.log)
-    return run_server(backend, idle_timeout=60)
+    return run_server(backend, idle_timeout=60, socket_path=args.socket)
 
 
 def log_to(path):

@@ -118,6 +118,21 @@ class Drawable(object):
         self.visible = True
         self.attached = False  # inserted in the image
         self.flushed = True
+        self.parasites = {}  # name -> Parasite (GIMP 2.10's item parasites)
+
+    # GIMP 2.10's parasite calls on an item (gimp.Item.attach_new_parasite, parasite_find, ...)
+    def attach_new_parasite(self, name, flags, data):
+        if not isinstance(data, bytes):
+            raise TypeError("parasite data must be a (byte) string")
+        if self.attached:
+            self.image._record("parasite %s" % name)
+        self.parasites[name] = Parasite(name, flags, data)
+
+    def parasite_find(self, name):
+        return self.parasites.get(name)
+
+    def parasite_detach(self, name):
+        self.parasites.pop(name, None)
 
     def get_pixel_rgn(self, x, y, width, height, dirty=True, shadow=False):
         return PixelRegion(self, x, y, width, height, dirty, shadow)
@@ -130,6 +145,16 @@ class Drawable(object):
 
     def merge_shadow(self, undo=True):
         pass
+
+
+class Parasite(object):
+    def __init__(self, name, flags, data):
+        self.name = name
+        self.flags = flags
+        self.data = data
+
+    def is_persistent(self):
+        return bool(self.flags & 1)
 
 
 class Layer(Drawable):
@@ -159,6 +184,7 @@ class Layer(Drawable):
         twin = Layer(self.image, self.name + " copy", self.width, self.height, self.type, self.opacity, self.mode)
         twin.data = bytearray(self.data)
         twin.offsets = self.offsets
+        twin.parasites = dict(self.parasites)  # GIMP copies an item's parasites with it
         return twin
 
 

@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"projections and drag results kept in memory, oldest dropped first (default {DEFAULT_MAX_LATENTS})",
     )  # fmt: skip
     parser.add_argument(
+        "--socket", metavar="PATH", default=None,
+        help="serve connections on this Unix socket (a named pipe \\\\.\\pipe\\NAME on Windows) "
+        "instead of stdio: the warm engine the plug-in starts and reuses (docs/protocol.md)",
+    )  # fmt: skip
+    parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="stderr log level (default info)",
     )  # fmt: skip
@@ -76,4 +81,5 @@ def run(args: argparse.Namespace) -> int:
         default_model=args.model,
         max_latents=max(1, args.max_latents),
         preload=args.preload,
+        socket_path=args.socket,
     )

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ class Server(Runtime):
         self.latents: collections.OrderedDict[str, Latent] = collections.OrderedDict()
         self.mean_images: dict[str, np.ndarray | None] = {}
         self._next_latent = 0
+        # Drag results kept on disk (a result layer's parasite names the key): key -> latent id
+        # while it is still in memory; the writes run beside the next request.
+        self.latent_keys: dict[str, str] = {}
+        self._saves: dict[str, threading.Thread] = {}
 
     # -- quick (main thread) -------------------------------------------------------------------
 
@@ -198,10 +203,18 @@ class Server(Runtime):
         name, G = self._model(request.model, job)
         model_width, model_height = self.backend.image_size(G)
         height, width = request.image.shape[:2]
-        alignment, notes = choose_alignment(
+        notes: list[str] = []
+        if request.from_key is not None:
+            resumed, note = self._resume(request, name, G)
+            if resumed is not None:
+                self._send_resumed(request, resumed, start)
+                return
+            notes.append(note)
+        alignment, align_notes = choose_alignment(
             request.image, (model_width, model_height), request.alignment,
             request.align_points, lambda: self._mean_image(name, G),
         )  # fmt: skip
+        notes += align_notes
         align_seconds = time.perf_counter() - start
         frame = PhotoFrame(request.image, alignment, before=None)
         # The model sees the aligned frame of the image, at its own size.
@@ -231,6 +244,85 @@ class Server(Runtime):
             m.result_header(request.id, "project", **fields),
             [image_part("image", shown, request.output)],
         )
+
+    def _resume(self, request: m.Project, name: str, G: Any) -> tuple[Latent | None, str]:
+        """The drag result ``from_key`` names, when it is this model's and this image's; else
+        (None, why the image is projected instead)."""
+        from dragfu.photo import PhotoFrame
+
+        key = request.from_key
+        latent = self.latents.get(self.latent_keys.get(key, ""))
+        if latent is None:
+            saving = self._saves.get(key)
+            if saving is not None:
+                saving.join()
+            load = getattr(self.backend, "load_latent", None)
+            stored = load(key, G) if load is not None else None
+            if stored is not None:
+                from dragfu.photo.alignment import Similarity
+
+                alignment = Similarity.from_dict(stored.alignment, self.backend.image_size(G))
+                frame = PhotoFrame(stored.photo, alignment, stored.before)
+                latent = Latent(name, stored.generator, stored.ws, stored.size, frame)
+        if latent is None or latent.frame is None:
+            return (
+                None,
+                "the earlier drag's latent is no longer in the engine's cache: projected again",
+            )
+        if latent.model != name:
+            return None, f"the earlier drag used model {latent.model!r}: projected again"
+        photo = latent.frame.photo
+        image = request.image
+        if photo.shape != image.shape or np.abs(photo.astype(np.int16) - image).max() > 2:
+            return None, "the layer has changed since the earlier drag: projected again"
+        return latent, ""
+
+    def _send_resumed(self, request: m.Project, latent: Latent, start: float) -> None:
+        """A projection result without projecting: the drag result's latent, on the sent image."""
+        frame = dataclasses.replace(latent.frame, photo=np.array(request.image))
+        latent_id = self._store_latent(
+            "p", Latent(latent.model, latent.generator, latent.ws, latent.size, frame)
+        )
+        model_width, model_height = self.backend.image_size(latent.generator)
+        shown = frame.paste(frame.before, None, "render").image
+        self.send(
+            m.result_header(
+                request.id, "project", projection_id=latent_id, latent_id=latent_id,
+                model=latent.model, size=list(latent.size), model_size=[model_width, model_height],
+                alignment=frame.alignment.to_dict(), align_seconds=0.0, cached=True,
+                resumed=True, seconds=round(time.perf_counter() - start, 4),
+            ),
+            [image_part("image", shown, request.output)],
+        )  # fmt: skip
+
+    def _keep(self, latent_id: str) -> dict[str, Any]:
+        """Write a drag result to disk (beside the next request); its key for the result."""
+        latent = self.latents[latent_id]
+        save = getattr(self.backend, "save_latent", None)
+        if save is None or latent.frame is None:
+            return {}
+        from dragfu.project.latents import new_key
+
+        key = new_key()
+        self.latent_keys[key] = latent_id
+        base = self.models.get(latent.model)
+        thread = threading.Thread(
+            target=self._save_latent,
+            args=(save, key, base, latent),
+            name="dragfu-save",
+            daemon=True,
+        )
+        self._saves[key] = thread
+        thread.start()
+        return {"latent_key": key}
+
+    def _save_latent(self, save: Callable[..., Any], key: str, G: Any, latent: Latent) -> None:
+        try:
+            save(key, G, latent)
+        except Exception:  # a cache that cannot be written costs the next run a projection only
+            log.exception("keeping the drag result %s failed", key)
+        finally:
+            self._saves.pop(key, None)
 
     def _project_progress(self, job: Job) -> Callable[[Any], None]:
         request: m.Project = job.request
@@ -393,6 +485,7 @@ class Server(Runtime):
         )
         points = view.to_client(outcome.points)
         extra = {"paste": request.paste if start.frame is not None else "model"}
+        extra.update(self._keep(latent_id))  # latent_key: a later run resumes from here
         if "new_content_share" in paste_stats:
             extra["new_content_share"] = paste_stats["new_content_share"]
         self.send(

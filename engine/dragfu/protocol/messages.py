@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,12 @@ class Project:
     # whole image, centred, uniform scale) or {"scale", "angle", "centre"} (image coordinates).
     alignment: str | dict[str, Any] = "crop"
     align_points: list[tuple[float, float]] = field(default_factory=list)
+    # A drag result's `latent_key` (kept on disk): continue from that latent instead of projecting,
+    # when the image is the one that drag produced; otherwise project (with a note).
+    from_key: str | None = None
+
+
+LATENT_KEY = re.compile(r"[0-9a-f]{32}")  # a file name in the cache: nothing else gets through
 
 
 @dataclass(frozen=True)
@@ -378,6 +385,11 @@ def parse_request(frame: Frame) -> Request:
             raise _bad(
                 "bad_request", "'alignment': 'auto' needs 'align_points' (the drag points)", rid
             )
+        from_key = header.get("from_key")
+        if from_key is not None and not (
+            isinstance(from_key, str) and LATENT_KEY.fullmatch(from_key)
+        ):
+            raise _bad("bad_request", "'from_key' must be a drag result's 'latent_key'", rid)
         return Project(
             rid,
             _str_field(header, "model", rid),
@@ -389,6 +401,7 @@ def parse_request(frame: Frame) -> Request:
             cache,
             alignment,
             align_points,
+            from_key,
         )
 
     if kind == "drag":

@@ -87,6 +87,18 @@ class Runtime:
         self._broken = False
         self._stopping = False
         self._last_activity = time.monotonic()
+        # Why the last serve() ended: "eof", "stop" (the client went away), "shutdown", "idle",
+        # "fatal" (a frame error the stream cannot recover from).
+        self.end_reason: str | None = None
+
+    def attach(self, write: Callable[[bytes], Any]) -> None:
+        """A new client stream (the socket server's next connection): the state stays, the
+        connection's own flags start afresh."""
+        self._write = write
+        self._broken = False
+        self._stopping = False
+        self._inbox = queue.Queue()
+        self._last_activity = time.monotonic()
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -122,12 +134,13 @@ class Runtime:
     def serve(self, read: Callable[[int], bytes]) -> int:
         """Run until EOF, shutdown, a broken pipe or the idle timeout; returns the exit code."""
         reader = threading.Thread(
-            target=self._read_loop, args=(read,), name="dragfu-reader", daemon=True
+            target=self._read_loop, args=(read, self._inbox), name="dragfu-reader", daemon=True
         )
         worker = threading.Thread(target=self._work_loop, name="dragfu-worker", daemon=True)
         reader.start()
         worker.start()
         drain = True  # at EOF, queued work still runs and answers
+        self.end_reason = "eof"
         try:
             while True:
                 try:
@@ -135,6 +148,7 @@ class Runtime:
                 except queue.Empty:
                     if self._idle_expired():
                         log.info("idle for %.0f s: exiting", self.idle_timeout)
+                        self.end_reason = "idle"
                         break
                     continue
                 self._last_activity = time.monotonic()
@@ -143,10 +157,12 @@ class Runtime:
                     break
                 if kind == "stop":
                     drain = False
+                    self.end_reason = "stop"
                     break
                 if kind == "frame_error":
                     self.send_error(item.request_id, item.code, item.message)
                     if item.fatal:
+                        self.end_reason = "fatal"
                         break
                     continue
                 try:
@@ -160,9 +176,11 @@ class Runtime:
                     continue
                 if outcome == "shutdown":
                     drain = False
+                    self.end_reason = "shutdown"
                     break
         except Stop:
             drain = False
+            self.end_reason = "stop"
         if not drain:
             self._cancel_all()
         self._stop_worker(worker, None if drain else SHUTDOWN_GRACE_SECONDS)
@@ -181,24 +199,25 @@ class Runtime:
             return False
         return time.monotonic() - self._last_activity >= self.idle_timeout
 
-    def _read_loop(self, read: Callable[[int], bytes]) -> None:
+    def _read_loop(self, read: Callable[[int], bytes], inbox: queue.Queue) -> None:
+        # ``inbox``: this connection's (a reader outliving its connection must not feed the next).
         reader = FrameReader(read, max_payload_bytes=self.max_payload_bytes)
         while True:
             try:
                 frame = reader.read_frame()
             except FrameError as error:
-                self._inbox.put(("frame_error", error))
+                inbox.put(("frame_error", error))
                 if error.fatal:
                     return
                 continue
             except OSError as error:  # stdin itself failed: same as the client going away
-                log.info("reading stdin failed (%s)", error)
-                self._inbox.put(("eof", None))
+                log.info("reading the input failed (%s)", error)
+                inbox.put(("eof", None))
                 return
             if frame is None:
-                self._inbox.put(("eof", None))
+                inbox.put(("eof", None))
                 return
-            self._inbox.put(("frame", frame))
+            inbox.put(("frame", frame))
 
     def _stop_worker(self, worker: threading.Thread, timeout: float | None) -> None:
         with self._work_ready:

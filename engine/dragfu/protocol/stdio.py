@@ -63,8 +63,15 @@ def run_server(
     default_model: str = "toy",
     max_latents: int = DEFAULT_MAX_LATENTS,
     preload: list[str] | None = None,
+    socket_path: str | None = None,
 ) -> int:
-    """Serve on this process's stdin/stdout (what `dragfu serve` runs)."""
+    """Serve on this process's stdin/stdout (what `dragfu serve` runs), or, with
+    ``socket_path``, as the warm engine on that socket (dragfu.protocol.local_socket)."""
+    if socket_path:
+        return _run_socket_server(
+            backend, socket_path, max_payload_bytes=max_payload_bytes, idle_timeout=idle_timeout,
+            default_model=default_model, max_latents=max_latents, preload=preload,
+        )  # fmt: skip
     read, write = claim_stdio()
     server = Server(
         backend, write, max_payload_bytes=max_payload_bytes, idle_timeout=idle_timeout,
@@ -85,3 +92,31 @@ def run_server(
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _run_socket_server(
+    backend: Backend, socket_path: str, *, idle_timeout: float, preload: list[str] | None,
+    **server_options,
+) -> int:  # fmt: skip
+    import signal
+
+    from dragfu.protocol.local_socket import serve_socket
+
+    def not_connected(_data: bytes) -> None:  # pragma: no cover - no connection yet
+        raise BrokenPipeError("no client")
+
+    server = Server(backend, not_connected, idle_timeout=idle_timeout, **server_options)
+    # Paid before the socket exists, so a socket that answers is a ready engine: torch's import
+    # (hello's device list), the preloaded models.
+    backend.info()
+    for name in preload or []:
+        log.info("preloading model %s", name)
+        server.models[name] = backend.load_model(name)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds: the socket file goes
+    log.info(
+        "dragfu %s, protocol %d, warm engine (pid %d)", __version__, PROTOCOL_VERSION, os.getpid()
+    )
+    code = serve_socket(server, socket_path, idle_timeout=idle_timeout)
+    sys.stderr.flush()
+    os._exit(code)  # a worker that ignored its cancel flag must not hold the exit

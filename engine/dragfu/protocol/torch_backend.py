@@ -119,6 +119,24 @@ class EngineBackend:
         generator = getattr(projection, "generator", None) or G
         return ProjectOutcome(generator, projection.ws, reconstruction, stats)
 
+    def save_latent(self, key: str, G: Any, latent: Any) -> None:
+        """Keep a drag result (handlers.Latent with its PhotoFrame) on disk under ``key``."""
+        from dragfu.project.latents import LatentStore
+
+        alignment = latent.frame.alignment
+        LatentStore().save(
+            key, G, latent.generator, latent.ws, model=latent.model, photo=latent.frame.photo,
+            before=latent.frame.before, size=latent.size,
+            alignment={"scale": alignment.scale, "angle": alignment.angle,
+                       "centre": list(alignment.centre)},
+        )  # fmt: skip
+
+    def load_latent(self, key: str, G: Any) -> Any:
+        """The drag result kept under ``key`` for G (dragfu.project.latents.StoredLatent), or None."""
+        from dragfu.project.latents import LatentStore
+
+        return LatentStore().load(key, G)
+
     @staticmethod
     def _project_settings(G, settings: dict[str, Any]) -> Any:
         """The model's projection settings with the request's ``settings`` (same field names)."""

@@ -27,6 +27,7 @@ import collections
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +44,7 @@ from .frames import PROTOCOL_VERSION, FrameError, FrameReader, array_part, encod
 
 __all__ = [
     "EngineClient",
+    "SocketClient",
     "EngineError",
     "EngineCancelled",
     "engine_command",
@@ -170,7 +172,36 @@ class EngineClient(object):
     # -- process ------------------------------------------------------------------------------
 
     def start(self):
-        """Spawn the engine and say hello; returns the hello result's header (dict)."""
+        """Spawn the engine (or connect to it) and say hello; returns the hello result's header."""
+        self._open()
+        self._threads = []
+        for target, name in self._reader_threads():
+            thread = threading.Thread(target=target, name=name)
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+        try:
+            result = self.request(
+                "hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=self.startup_timeout
+            )
+        except EngineError:
+            self.kill()  # nothing may linger after a failed start
+            raise
+        info = dict(result.header)
+        supported = info.get("protocols") or [info.get("protocol")]
+        if PROTOCOL_VERSION not in supported:
+            self.kill()
+            raise EngineError(
+                "bad_version",
+                "the engine speaks protocol %r, this plug-in speaks %d" % (supported, PROTOCOL_VERSION),
+                "update the plug-in and the engine to the same release",
+            )
+        self.hello_info = info
+        return info
+
+    # -- the transport: a subprocess's pipes (SocketClient: a connection to a warm engine) ---------
+
+    def _open(self):
         kwargs = {}
         if sys.platform == "win32":
             kwargs["creationflags"] = CREATE_NO_WINDOW
@@ -200,37 +231,31 @@ class EngineClient(object):
         if sys.platform == "win32":
             # The engine and whatever it starts end with the plug-in, however the plug-in ends.
             self._job = winjob.kill_on_close(self.proc)
-        self._threads = []
-        for target, name in ((self._read_stdout, "dragfu-engine-out"), (self._read_stderr, "dragfu-engine-log")):
-            thread = threading.Thread(target=target, name=name)
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
-        try:
-            result = self.request(
-                "hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=self.startup_timeout
-            )
-        except EngineError:
-            self.kill()  # nothing may linger after a failed start
-            raise
-        info = dict(result.header)
-        supported = info.get("protocols") or [info.get("protocol")]
-        if PROTOCOL_VERSION not in supported:
-            self.kill()
-            raise EngineError(
-                "bad_version",
-                "the engine speaks protocol %r, this plug-in speaks %d" % (supported, PROTOCOL_VERSION),
-                "update the plug-in and the engine to the same release",
-            )
-        self.hello_info = info
-        return info
+
+    def _reader_threads(self):
+        return ((self._read_stdout, "dragfu-engine-out"), (self._read_stderr, "dragfu-engine-log"))
+
+    def _raw_read(self):
+        """The function that reads the engine's output: read(n) -> bytes (b"" at the end)."""
+        fd = self.proc.stdout.fileno()
+        return lambda n: os.read(fd, n)
+
+    def _write_all(self, data):
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while len(view):
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def _opened(self):
+        return self.proc is not None
 
     def _read_stdout(self):
-        fd = self.proc.stdout.fileno()
+        raw_read = self._raw_read()
         head = bytearray()  # the output's first bytes, to name a login banner in the error
 
         def read(n):
-            data = os.read(fd, n)
+            data = raw_read(n)
             if len(head) < 4096:
                 head.extend(data[: 4096 - len(head)])
             return data
@@ -379,7 +404,7 @@ class EngineClient(object):
 
     def send(self, type_, fields=None, parts=None, request_id=None):
         """Send one request frame; returns its id."""
-        if self.proc is None:
+        if not self._opened():
             raise EngineError("engine_failed", "the engine is not started")
         header = dict(fields or {})
         header["type"] = type_
@@ -387,11 +412,7 @@ class EngineClient(object):
         data = encode_frame(header, parts)
         with self._write_lock:
             try:
-                fd = self.proc.stdin.fileno()
-                view = memoryview(data)
-                while len(view):
-                    written = os.write(fd, view)
-                    view = view[written:]
+                self._write_all(data)
             except (OSError, ValueError, IOError):
                 # The engine is gone; its stderr usually says why.
                 self._wait_exit(1.0)
@@ -560,6 +581,156 @@ class EngineClient(object):
         parts = [_renamed(mask, "mask")] if mask is not None else None
         return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
                             timeout=timeout, cancel_grace=cancel_grace)
+
+
+class SocketClient(EngineClient):
+    """The same client over a connection to a warm engine (``dragfu serve --socket PATH``).
+
+    ``path``: a Unix socket, or on Windows a named pipe (``\\\\.\\pipe\\NAME``, with
+    ``authkey``: the key the engine's listener checks). ``startup_timeout``: how long hello may
+    take (a warm engine answers at once: a few seconds). ``log_path``: the engine's log file, whose
+    last lines go into error messages. ``close()`` only disconnects: the engine stays for the next
+    run; ``shutdown()`` stops it. ``kill()`` (a cancel that was not honoured, a silent engine)
+    disconnects and stops the engine process (its pid from hello).
+    """
+
+    def __init__(self, path, authkey=None, log_path=None, startup_timeout=5.0, **kwargs):
+        kwargs.setdefault("client_name", "dragfu-plugin")
+        EngineClient.__init__(self, [path], startup_timeout=startup_timeout, flatpak=False, **kwargs)
+        self.path = path
+        self.authkey = authkey
+        self.log_path = log_path
+        self.sock = None
+        self._pipe = None  # Windows: a multiprocessing connection
+        self._buffer = b""
+        self._closed = False
+
+    def _open(self):
+        if self.sock is not None or self._pipe is not None:
+            return  # connected already (warm.try_connect): start() only says hello
+        try:
+            if self.authkey is not None:  # pragma: no cover - Windows named pipe
+                from multiprocessing.connection import Client
+
+                self._pipe = Client(self.path, family="AF_PIPE", authkey=self.authkey)
+                return
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except Exception:
+                sock.close()
+                raise
+        except (OSError, IOError, EOFError) as error:
+            raise EngineError("engine_failed", "cannot connect to the engine at %s: %s" % (self.path, error))
+        self.sock = sock
+
+    def _reader_threads(self):
+        return ((self._read_stdout, "dragfu-engine-out"),)
+
+    def _raw_read(self):
+        if self._pipe is not None:  # pragma: no cover - Windows named pipe
+
+            def read(n):
+                if not self._buffer:
+                    try:
+                        self._buffer = self._pipe.recv_bytes()
+                    except (EOFError, OSError, IOError):
+                        return b""
+                data, self._buffer = self._buffer[:n], self._buffer[n:]
+                return data
+
+            return read
+        return self.sock.recv
+
+    def _write_all(self, data):
+        if self._pipe is not None:  # pragma: no cover - Windows named pipe
+            self._pipe.send_bytes(bytes(data))
+            return
+        self.sock.sendall(data)
+
+    def _opened(self):
+        return (self.sock is not None or self._pipe is not None) and not self._closed
+
+    def running(self):
+        return self._opened() and not self._eof
+
+    def _wait_exit(self, timeout):
+        return None
+
+    def _disconnect(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, IOError):
+                pass
+        for thread in self._threads:
+            thread.join(2.0)
+        for handle in (self.sock, self._pipe):
+            if handle is not None:
+                try:
+                    handle.close()
+                except (OSError, IOError):
+                    pass
+
+    def close(self, grace=5.0):
+        """Disconnect; the warm engine stays for the next run."""
+        self._disconnect()
+        return None
+
+    def shutdown(self, timeout=10.0):
+        """Stop the warm engine itself (the `shutdown` request), then disconnect."""
+        if self._opened() and not self._eof:
+            try:
+                self.request("shutdown", timeout=timeout)
+            except EngineError:
+                pass
+        self._disconnect()
+
+    def kill(self, grace=2.0):
+        """The engine does not answer as it should: disconnect, and stop its process."""
+        self._disconnect()
+        pid = (self.hello_info or {}).get("pid")
+        if isinstance(pid, int) and pid > 0 and sys.platform != "win32":
+            _terminate(pid, grace)
+
+    def _failure(self, what):
+        tail = []
+        if self.log_path:
+            try:
+                with open(self.log_path, "rb") as handle:
+                    handle.seek(0, 2)
+                    handle.seek(max(0, handle.tell() - 4096))
+                    lines = handle.read().decode("utf-8", "replace").splitlines()
+                tail = [line for line in lines if line.strip()][-3:]
+            except (OSError, IOError):
+                pass
+        message = what
+        if tail:
+            message += ": " + " | ".join(tail)
+        hint = "its log is %s" % self.log_path if self.log_path else ""
+        return EngineError("engine_failed", message, hint)
+
+
+def _terminate(pid, grace):
+    """SIGTERM, then SIGKILL after ``grace`` seconds, to one process we have reason to own."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _banner_error(head, error):

@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import composite as composite_mod
-from . import geometry, mask, strokes
+from . import geometry, mask, source as source_mod, strokes
 from .progress import Progress
 
 PATHS_SELECTED = "selected"
@@ -202,6 +202,13 @@ def run(host, options, config, session_factory=None):
 
     model = options.model or config.get("model") or "toy"
     steps = options.steps or config.get("steps") or 200
+    # A Drag-Fu result layer: the same crop again, continuing from the earlier drag's latent.
+    resume_crop, from_key, note = source_mod.resume(source_mod.read(host), model, layer_drags, info)
+    if note:
+        notes.append(note)
+    if resume_crop is not None:
+        crop = resume_crop
+        crop_drags = [d.translated(-crop.x, -crop.y) for d in layer_drags]
     if session_factory is None:
         from .session import EngineSession as session_factory
     session = session_factory(config, options, report)
@@ -209,7 +216,7 @@ def run(host, options, config, session_factory=None):
         # The model's image size (width, height): a model that is not square (StyleGAN-Human,
         # twice as high as wide) gets a crop of its own shape, so the engine does not stretch it.
         model_size = session.load_model(model)
-        if model_size is not None and model_size[0] != model_size[1]:
+        if resume_crop is None and model_size is not None and model_size[0] != model_size[1]:
             crop, crop_drags, layer_drags, notes = plan(
                 info, raw_strokes, region_selection, options, model_size
             )
@@ -230,6 +237,7 @@ def run(host, options, config, session_factory=None):
 
         seconds = {"read": _clock() - started}
         started = _clock()
+        resume_args = {"from_key": from_key} if from_key else {}
         outcome = session.run(
             model=model,
             image=rgb,
@@ -241,6 +249,7 @@ def run(host, options, config, session_factory=None):
             keep_frames=options.keep_frames,
             weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
             align_points=[p for d in crop_drags for p in d.points()],
+            **resume_args
         )
     finally:
         session.close()
@@ -265,7 +274,13 @@ def run(host, options, config, session_factory=None):
     name = layer_name(crop_drags, model, outcome.steps)
     seconds["composite"] = _clock() - started
     started = _clock()
-    host.insert_result(union.translated(crop.x, crop.y), pixels, name, frames)
+    latent_key = getattr(outcome, "latent_key", None)
+    if latent_key and getattr(host, "keeps_source", False):
+        # The new layer remembers its latent (a parasite), inside the same undo step.
+        parasite = source_mod.encode(model, latent_key, crop, getattr(outcome, "alignment", None))
+        host.insert_result(union.translated(crop.x, crop.y), pixels, name, frames, source=parasite)
+    else:
+        host.insert_result(union.translated(crop.x, crop.y), pixels, name, frames)
     seconds["insert"] = _clock() - started
     # One line for logs and benchmarks (GIMP shows a plug-in's stderr in its console).
     memory = peak_memory_mb()
@@ -273,15 +288,21 @@ def run(host, options, config, session_factory=None):
         ", ".join("%s %.3f s" % (k, seconds[k]) for k in ("read", "engine", "composite", "insert")),
         "?" if memory is None else "%.0f" % memory))
     report.stage("composite", 1, 1)
-    return Result(
+    result = Result(
         name, crop, layer_drags, notes + list(outcome.notes), outcome.steps, len(frames), seconds
     )
+    result.resumed = bool(getattr(outcome, "resumed", False))  # no projection: continued a drag
+    return result
 
 
 class EngineOutcome(object):
     """What a session returns: the edited box of the crop (8-bit RGB) and where it lies."""
 
-    def __init__(self, image, width, height, steps=None, frames=(), notes=(), box=None):
+    def __init__(self, image, width, height, steps=None, frames=(), notes=(), box=None, latent_key=None,
+                 resumed=False, alignment=None):
+        self.latent_key = latent_key  # the engine's key of the drag's final latent (for the parasite)
+        self.resumed = resumed  # True: the run continued a stored latent, nothing was projected
+        self.alignment = alignment
         self.image = image
         self.width = width
         self.height = height

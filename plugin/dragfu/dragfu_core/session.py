@@ -7,7 +7,7 @@ own message and hint. Pixels travel as raw uint8 arrays both ways (no PNG codec 
 import contextlib
 import signal
 
-from . import engine_client
+from . import engine_client, warm
 from .engine_client import EngineCancelled, EngineClient, EngineError, rgb_part
 
 
@@ -84,6 +84,8 @@ class EngineSession(object):
         self.client = None
         self._loaded = {}  # model name -> (width, height) or None
         self._frames = None
+        self.warm = warm.wanted(self.argv, config, engine_client.in_flatpak())
+        self.engine_started = None  # warm engine: True when this run started it
 
     def _on_event(self, frame):
         header = frame.header
@@ -125,9 +127,13 @@ class EngineSession(object):
     def _load_model(self, model):
         if self.client is None:
             env = engine_client.engine_environment(extra=self.extra_env)
-            self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
             self.progress.stage("start")
-            self.client.start()
+            if self.warm:
+                # The user's engine stays between runs (docs/plugin.md, "The warm engine").
+                self.client, self.engine_started = warm.connect(self.argv, self.extra_env, env)
+            else:
+                self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
+                self.client.start()
         if model not in self._loaded:
             self.progress.stage("load_model", 0, 1, model=model)
             header = self.client.request(
@@ -137,7 +143,7 @@ class EngineSession(object):
         return self._loaded[model]
 
     def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None,
-            align_points=None):
+            align_points=None, from_key=None):
         from .job import EngineOutcome
 
         self._frames = [] if keep_frames else None
@@ -151,6 +157,8 @@ class EngineSession(object):
             settings = self.config.get("project_settings")
             if settings:
                 fields["settings"] = settings
+            if from_key:  # a result layer: the engine continues from that drag's latent if it can
+                fields["from_key"] = from_key
             parts = [rgb_part("image", bytes(image), width, height)]
             if weight_mask is not None:
                 parts.append(rgb_part("weight_mask", bytes(weight_mask), width, height, channels=1))
@@ -191,8 +199,14 @@ class EngineSession(object):
                     "the handles stopped up to %.1f px short of their targets after %s steps "
                     "(more steps may help)" % (max(distances), header.get("steps"))
                 )
+            if from_key:  # why the engine projected after all (its latent gone, the layer changed)
+                notes = list(projected.header.get("notes") or []) + notes
             frames = self._frames or []
-            return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes, box)
+            return EngineOutcome(
+                pixels, out_w, out_h, header.get("steps"), frames, notes, box,
+                latent_key=header.get("latent_key"), resumed=bool(projected.header.get("resumed")),
+                alignment=projected.header.get("alignment"),
+            )
 
     def close(self):
         if self.client is not None:
