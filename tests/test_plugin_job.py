@@ -374,7 +374,9 @@ class PreviewHost(MemoryHost):
         layer = self.preview[1]
         for j in range(rect.height):
             start = ((rect.y - area.y + j) * area.width + rect.x - area.x) * 3
-            layer[start : start + rect.width * 3] = rgb[j * rect.width * 3 : (j + 1) * rect.width * 3]
+            layer[start : start + rect.width * 3] = rgb[
+                j * rect.width * 3 : (j + 1) * rect.width * 3
+            ]
         self.updates.append((area, rect))
         if self.after_update is not None:
             self.after_update(self)
@@ -420,7 +422,7 @@ def test_live_preview_shows_the_drag_with_markers_and_goes_at_the_end(tmp_path):
     assert host.inserted is not None and "1 pin" in result.layer_name
     drag_line = [line for line in log.read_text().splitlines() if line.startswith("request drag")]
     crop = result.crop
-    assert drag_line == ["request drag c4 pins=[[%s, %s]]" % (20.5 - 10 - crop.x, 50.5 - 5 - crop.y)]
+    assert drag_line == [f"request drag c4 pins=[[{20.5 - 10 - crop.x}, {50.5 - 5 - crop.y}]]"]
     assert seen and host.removed == 1 and host.preview is None  # shown, then gone
     crop = seen[0]["crop"]
     assert crop == result.crop

@@ -51,7 +51,10 @@ def make(host=None, drags=None, **kwargs):
     texts = []
     report = progress.Progress(lambda fraction, text: texts.append(text))
     source = bytearray(GREY) * (CROP.width * CROP.height)
-    drags = drags or [strokes.Drag((5.5, 5.5), (25.5, 5.5)), strokes.Drag((30.5, 20.5), (30.5, 20.5))]
+    drags = drags or [
+        strokes.Drag((5.5, 5.5), (25.5, 5.5)),
+        strokes.Drag((30.5, 20.5), (30.5, 20.5)),
+    ]
     clock = Clock()
     drag = live.LiveDrag(host, report, CROP, source, drags, clock=clock, **kwargs)
     return drag, host, clock, texts
@@ -63,7 +66,13 @@ def preview(box, colour=(10, 200, 10)):
 
 
 def event(step, points, distances=(10.0,)):
-    return {"stage": "drag", "step": step, "total": 100, "points": points, "distances": list(distances)}
+    return {
+        "stage": "drag",
+        "step": step,
+        "total": 100,
+        "points": points,
+        "distances": list(distances),
+    }
 
 
 def test_updates_are_throttled_to_the_interval_and_only_on_preview_steps():
@@ -72,7 +81,11 @@ def test_updates_are_throttled_to_the_interval_and_only_on_preview_steps():
     for step in range(12):
         clock.now += 0.2  # 0.2 s per step; a preview every 2 steps (0.4 s apart)
         has_preview = step % 2 == 0
-        shown.append(drag.on_progress(event(step, [[5.5 + step, 5.5]]), preview((0, 0, 4, 4)) if has_preview else None))
+        shown.append(
+            drag.on_progress(
+                event(step, [[5.5 + step, 5.5]]), preview((0, 0, 4, 4)) if has_preview else None
+            )
+        )
     # Steps 0, 4, 8 (0.8 s apart): a preview 0.4 s after the last update waits for the next one.
     assert [s for s, yes in enumerate(shown) if yes] == [0, 4, 8]
     assert [c[0] for c in host.calls] == ["update"] * 3

@@ -61,8 +61,8 @@ def log_to(path):
     def logged(self, frame):
         header = frame.header
         target = " target=%s" % header["target"] if "target" in header else ""
-        pins = " pins=%s" % header["pins"] if header.get("pins") else ""
-        log("request %s %s%s%s" % (header.get("type"), header.get("id"), target, pins))
+        pins = f" pins={header['pins']}" if header.get("pins") else ""
+        log("request %s %s%s" % (header.get("type"), header.get("id"), target) + pins)
         return dispatch(self, frame)
 
     server_module.Server.dispatch = logged
