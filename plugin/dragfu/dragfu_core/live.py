@@ -22,6 +22,7 @@ progress has only a cancel (which discards), so the stop reaches the plug-in fro
 
 import os
 import signal
+import sys
 import tempfile
 import time
 
@@ -221,8 +222,10 @@ class LiveDrag(object):
     def finish(self):
         """The preview layer goes, however the run ended; never raises."""
         if self.updates:
+            # One line for logs and tests (GIMP shows a plug-in's stderr in its console).
+            sys.stderr.write("Drag-Fu live preview: %d updates\n" % self.updates)
             try:
                 self.host.preview_remove()
-            except Exception:  # the run's own outcome matters more than a leftover preview
-                pass
+            except Exception as error:  # the run's own outcome matters more than a leftover preview
+                sys.stderr.write("Drag-Fu: removing the preview failed: %s\n" % error)
             self.updates = 0
