@@ -141,6 +141,11 @@ def test_callback_reports_every_step_with_previews(setup):
     assert [p.preview is not None for p in seen] == [True, False, True, False, True]
     assert seen[0].preview.shape == (32, 32, 3)
     assert seen[0].distances[0] == pytest.approx(6.0)
+    # preview_interval: no preview sooner than that after the last (here: only the first).
+    seen.clear()
+    drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=4, preview_every=2, preview_interval=1e6,
+         callback=seen.append)  # fmt: skip
+    assert [p.preview is not None for p in seen] == [True, False, False, False, False]
 
 
 def test_cancel_stops_within_one_step(setup):

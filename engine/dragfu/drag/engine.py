@@ -56,6 +56,9 @@ class DragSettings:
     stop_distance: float | None = None  # None: 1 px, 2 px above 5 points
     feature_resolution: int | None = None  # None: the 6th synthesis block (see feature_block)
     preview_every: int = 0  # render a preview every k steps (0: never)
+    # ...and at least this many seconds after the last one (the plug-in's live preview asks 0.5:
+    # on a fast device a preview every k steps would cost more than the eye can use).
+    preview_interval: float = 0.0
     precision: str = "fp32"  # fp16 / bf16 autocast on CUDA, bf16 on the CPU (device.autocast)
     # What our method changes; None takes the method's choice.
     subpixel_tracking: bool | None = None
@@ -284,6 +287,7 @@ def drag(
     trajectory = [points.cpu().tolist()]
     steps, converged, stopped = 0, False, False
     started = time.perf_counter()
+    last_preview = None
     for step in range(settings.max_steps + 1):
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"drag cancelled at step {step}")
@@ -305,7 +309,11 @@ def drag(
         converged = bool((final_distance <= settings.stop_distance).all())
         if callback is not None:
             preview = None
-            if settings.preview_every and step % settings.preview_every == 0:
+            due = bool(settings.preview_every) and step % settings.preview_every == 0
+            if due and last_preview is not None and settings.preview_interval > 0:
+                due = time.perf_counter() - last_preview >= settings.preview_interval
+            if due:
+                last_preview = time.perf_counter()
                 with torch.no_grad():
                     preview = to_uint8(image if image is not None else G.synthesis(latent.detach()))
             callback(

@@ -539,7 +539,7 @@ class EngineClient(object):
     def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
              mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
              progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None, pins=None,
-             should_stop=None):
+             should_stop=None, options=None):
         """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
 
         The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
@@ -564,6 +564,8 @@ class EngineClient(object):
             fields["waypoints"] = [[[float(x), float(y)] for x, y in points] for points in waypoints]
         if pins:
             fields["pins"] = [[float(x), float(y)] for x, y in pins]
+        if options:
+            fields["options"] = dict(options)
         parts = [_renamed(mask, "mask")] if mask is not None else None
         return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
                             timeout=timeout, cancel_grace=cancel_grace, should_stop=should_stop)

@@ -38,10 +38,16 @@ MARKER_RADIUS = 3  # markers are 7 x 7 px
 STOP_FILE_ENV = "DRAGFU_STOP_FILE"
 
 
+PREVIEW_INTERVAL = 0.5  # seconds: about twice a second at most
+
+
 def preview_every(steps):
     """How often the engine renders a preview for a drag of at most ``steps`` steps: every few
-    steps (about 40 previews over the whole drag, at least 2 steps apart)."""
-    return max(2, int(steps) // 40)
+    steps (at most 20 over the whole drag, at least 4 steps apart). A preview costs the engine a
+    full render and paste, several drag steps' worth on a CPU (docs/benchmarks.md); the engine
+    is also asked for none sooner than PREVIEW_INTERVAL after the last (option
+    ``preview_interval``), which is what limits them on a fast GPU."""
+    return max(4, int(steps) // 20)
 
 
 def default_stop_path():
@@ -145,7 +151,7 @@ class LiveDrag(object):
     included), whose targets and pins are drawn.
     """
 
-    def __init__(self, host, progress, crop, source_rgb, drags, min_interval=0.5, clock=None,
+    def __init__(self, host, progress, crop, source_rgb, drags, min_interval=PREVIEW_INTERVAL, clock=None,
                  stop=None):
         self.host = host
         self.progress = progress
@@ -165,6 +171,10 @@ class LiveDrag(object):
 
     def preview_every(self, steps):
         return preview_every(steps) if self.enabled else 0
+
+    def drag_options(self):
+        """Drag options for the engine: no preview sooner than our own throttle would show."""
+        return {"preview_interval": self.min_interval} if self.enabled else {}
 
     # -- events ----------------------------------------------------------------------------------
 

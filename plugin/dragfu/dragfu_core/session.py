@@ -193,8 +193,9 @@ class EngineSession(object):
             if stop is not None:
                 stop.install()
             try:
+                options = live.drag_options() if live is not None and preview_every else {}
                 result = self._drag(drags, pins, projection_id, waypoints, mask_part, model, steps,
-                                    preview_every, stop)
+                                    preview_every, stop, options)
             finally:
                 self._live = None
                 if stop is not None:
@@ -217,7 +218,8 @@ class EngineSession(object):
             frames = self._frames or []
             return EngineOutcome(pixels, out_w, out_h, header.get("steps"), frames, notes, box)
 
-    def _drag(self, drags, pins, projection_id, waypoints, mask_part, model, steps, preview_every, stop):
+    def _drag(self, drags, pins, projection_id, waypoints, mask_part, model, steps, preview_every, stop,
+              options):
         return self.client.drag(
             [d.handle for d in drags],
             [d.target for d in drags],
@@ -233,6 +235,7 @@ class EngineSession(object):
             should_cancel=self.cancel,
             pins=[p.handle for p in pins],
             should_stop=stop,
+            options=options or None,
         )
 
     def close(self):
