@@ -78,7 +78,7 @@ def event(step, points, distances=(10.0,)):
 def test_updates_are_throttled_to_the_interval_and_only_on_preview_steps():
     drag, host, clock, _ = make(min_interval=0.5)
     shown = []
-    assert drag.drag_options() == {"preview_interval": 0.5}  # the engine is asked the same
+    assert drag.drag_fields() == {"preview_interval": 0.5}  # the engine is asked the same
     for step in range(12):
         clock.now += 0.2  # 0.2 s per step; a preview every 2 steps (0.4 s apart)
         has_preview = step % 2 == 0
@@ -133,7 +133,7 @@ def test_a_host_without_preview_asks_for_none_and_the_layer_is_never_made():
     drag.finish()
     assert host.calls == []
     assert make()[0].preview_every(200) == 10 and live.preview_every(10) == 4
-    assert make()[0].drag_options() == {"preview_interval": 0.5} and drag.drag_options() == {}
+    assert make()[0].drag_fields() == {"preview_interval": 0.5} and drag.drag_fields() == {}
 
 
 def test_progress_line_has_step_distance_and_seconds_per_step():

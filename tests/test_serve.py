@@ -645,7 +645,7 @@ def test_stop_keeps_the_state_reached_as_a_normal_result(harness, stop_request):
     assert result.header["latent_id"]  # kept: a later drag can continue from it
     assert "image" in result.parts
     # A stop never cancels: the server is ready, and a stop of nothing running stops nothing.
-    ack = terminal(h.request({"type": "stop", "id": "s2", "target": "slow"}))
+    ack = terminal(h.request({"type": "stop", "id": "s2", "target": "not-a-request"}))
     assert ack.type == "result" and ack.header["stopped"] == []
 
 
@@ -694,3 +694,38 @@ def test_pins_reach_the_backend_in_model_coordinates_and_come_back(harness):
     )
     assert outside.type == "error" and outside.header["code"] == "invalid_points"
     assert "pins" in outside.header["message"]
+
+
+def test_preview_interval_reaches_the_engine_as_a_drag_setting(harness):
+    backend = FakeBackend()
+    h = harness(backend)
+    done = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "d",
+                "seed": 0,
+                "handles": [[0, 0]],
+                "targets": [[3, 0]],
+                "preview_every": 2,
+                "preview_interval": 0.5,
+                "options": {"lr": 0.01},
+            }
+        )  # fmt: skip
+    )
+    assert done.type == "result"
+    options = [c for c in backend.calls if c[0] == "drag"][-1][1]["options"]
+    assert options == {"lr": 0.01, "preview_interval": 0.5}
+    bad = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "b",
+                "seed": 0,
+                "handles": [[0, 0]],
+                "targets": [[3, 0]],
+                "preview_interval": -1,
+            }
+        )  # fmt: skip
+    )
+    assert bad.type == "error" and bad.header["code"] == "bad_request"

@@ -201,6 +201,7 @@ class FakeBackend:
                     "ws": ws,
                     "pins": pins,
                     "preview_every": preview_every,
+                    "options": options,
                 },
             )
         )

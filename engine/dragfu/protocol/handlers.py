@@ -271,13 +271,16 @@ class Server(Runtime):
         if request.waypoints is not None:
             waypoints = [view.to_model(points, "waypoint") for points in request.waypoints]
         extra: dict[str, Any] = {"stop": job.stop}
+        options = dict(request.options)
+        if request.preview_interval > 0:  # a drag setting of the real engine (DragSettings)
+            options.setdefault("preview_interval", request.preview_interval)
         if request.pins:  # only when asked: a backend without pins still serves every other drag
             extra["pins"] = view.to_model(request.pins, "pin")
         outcome = self.backend.drag(
             start.generator, start.ws, model_handles, model_targets, waypoints=waypoints,
             mask=model_mask, method=request.method, max_steps=request.max_steps,
             preview_every=request.preview_every, callback=self._drag_progress(job, view),
-            cancel=job.cancel, seed=request.drag_seed, options=request.options, **extra,
+            cancel=job.cancel, seed=request.drag_seed, options=options, **extra,
         )  # fmt: skip
         self.check_cancel(job)
         self._send_drag_result(request, start, view, outcome, start_time)

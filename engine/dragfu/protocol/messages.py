@@ -123,6 +123,7 @@ class Drag:
     options: dict[str, Any] = field(default_factory=dict)
     paste: str = "warp"  # how a projected image gets the edit: "warp" its pixels, or "render"
     pins: list[tuple[float, float]] = field(default_factory=list)  # points that must stay put
+    preview_interval: float = 0.0  # seconds: no preview sooner than this after the last one
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,13 @@ def parse_request(frame: Frame) -> Request:
             raise _bad("bad_request", "'options' must be an object", rid)
         pins = header.get("pins")
         pins = parse_points(pins, "pins", rid) if pins else []
+        preview_interval = header.get("preview_interval", 0.0)
+        if not _is_number(preview_interval) or not 0 <= preview_interval <= 3600:
+            raise _bad(
+                "bad_request",
+                f"'preview_interval' must be seconds in [0, 3600], got {preview_interval!r}",
+                rid,
+            )
         return Drag(
             rid,
             _str_field(header, "model", rid),
@@ -465,6 +473,7 @@ def parse_request(frame: Frame) -> Request:
             options,
             _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
             pins,
+            float(preview_interval),
         )
 
     if kind in ("cancel", "stop"):

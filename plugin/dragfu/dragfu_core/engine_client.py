@@ -539,7 +539,7 @@ class EngineClient(object):
     def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
              mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
              progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None, pins=None,
-             should_stop=None, options=None):
+             should_stop=None, options=None, preview_interval=None):
         """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
 
         The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
@@ -548,6 +548,7 @@ class EngineClient(object):
         h]: what the edit changed; ``paste`` "warp" or "render" says how), ``header["points"]`` (where the handles ended up) and
         ``header["latent_id"]`` (to keep dragging from the result). ``pins``: points that must stay
         where they are. ``should_stop``: polled; when true a ``stop`` is sent (Stop = keep).
+        ``preview_interval``: seconds; no preview sooner than this after the last one.
         """
         fields = {
             "handles": [[float(x), float(y)] for x, y in handles],
@@ -566,6 +567,8 @@ class EngineClient(object):
             fields["pins"] = [[float(x), float(y)] for x, y in pins]
         if options:
             fields["options"] = dict(options)
+        if preview_interval:  # an engine that predates it ignores the field
+            fields["preview_interval"] = float(preview_interval)
         parts = [_renamed(mask, "mask")] if mask is not None else None
         return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
                             timeout=timeout, cancel_grace=cancel_grace, should_stop=should_stop)

@@ -45,7 +45,7 @@ def preview_every(steps):
     """How often the engine renders a preview for a drag of at most ``steps`` steps: every few
     steps (at most 20 over the whole drag, at least 4 steps apart). A preview costs the engine a
     full render and paste, several drag steps' worth on a CPU (docs/benchmarks.md); the engine
-    is also asked for none sooner than PREVIEW_INTERVAL after the last (option
+    is also asked for none sooner than PREVIEW_INTERVAL after the last (the drag's
     ``preview_interval``), which is what limits them on a fast GPU."""
     return max(4, int(steps) // 20)
 
@@ -172,8 +172,8 @@ class LiveDrag(object):
     def preview_every(self, steps):
         return preview_every(steps) if self.enabled else 0
 
-    def drag_options(self):
-        """Drag options for the engine: no preview sooner than our own throttle would show."""
+    def drag_fields(self):
+        """Drag request fields for the engine: no preview sooner than our throttle would show."""
         return {"preview_interval": self.min_interval} if self.enabled else {}
 
     # -- events ----------------------------------------------------------------------------------

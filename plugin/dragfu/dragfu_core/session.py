@@ -193,7 +193,7 @@ class EngineSession(object):
             if stop is not None:
                 stop.install()
             try:
-                options = live.drag_options() if live is not None and preview_every else {}
+                options = live.drag_fields() if live is not None and preview_every else {}
                 result = self._drag(drags, pins, projection_id, waypoints, mask_part, model, steps,
                                     preview_every, stop, options)
             finally:
@@ -235,7 +235,7 @@ class EngineSession(object):
             should_cancel=self.cancel,
             pins=[p.handle for p in pins],
             should_stop=stop,
-            options=options or None,
+            **options
         )
 
     def close(self):
