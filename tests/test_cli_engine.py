@@ -79,6 +79,17 @@ def test_drag_cli_json_and_outputs(tiny_model, tmp_path):
     assert Image.open(gif).n_frames >= 3
 
 
+def test_drag_cli_pins_are_tracked_and_reported(tiny_model, tmp_path):
+    out = tmp_path / "out.png"
+    result = run_cli("drag", "--model", str(tiny_model), "--seed", "3", "--drag", "10.5,12.5:14.5,12.5",
+                     "--pin", "24.5,24.5", "--pin", "4.5,26.5", "--steps", "3", "--out", str(out),
+                     "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pins = json.loads(result.stdout)["pins"]
+    assert len(pins) == 2
+    assert abs(pins[0][0] - 24.5) < 4 and abs(pins[1][1] - 26.5) < 4  # tracked near their places
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -87,6 +98,8 @@ def test_drag_cli_json_and_outputs(tiny_model, tmp_path):
         (["--drag", "5,5:5,5"], "already at its target"),
         (["--drag", "5,5:9,9", "--mask", "missing.png"], "--mask missing.png: cannot read"),
         (["--drag", "5,5:9,9", "--steps", "0"], "--steps 0"),
+        (["--drag", "5,5:9,9", "--pin", "40,3"], "pin 1 at (40, 3) is outside the 32x32 image"),
+        (["--drag", "5,5:9,9", "--pin", "7"], "--pin '7': expected X,Y"),
     ],
 )
 def test_drag_cli_bad_input_one_line_exit_2(tiny_model, tmp_path, extra, message):

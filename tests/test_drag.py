@@ -141,6 +141,11 @@ def test_callback_reports_every_step_with_previews(setup):
     assert [p.preview is not None for p in seen] == [True, False, True, False, True]
     assert seen[0].preview.shape == (32, 32, 3)
     assert seen[0].distances[0] == pytest.approx(6.0)
+    # preview_interval: no preview sooner than that after the last (here: only the first).
+    seen.clear()
+    drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=4, preview_every=2, preview_interval=1e6,
+         callback=seen.append)  # fmt: skip
+    assert [p.preview is not None for p in seen] == [True, False, False, False, False]
 
 
 def test_cancel_stops_within_one_step(setup):
@@ -156,6 +161,43 @@ def test_cancel_stops_within_one_step(setup):
     with pytest.raises(CancelledError, match="step 3"):
         drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=50, callback=on_step, cancel=cancel)
     assert steps == [0, 1, 2]
+
+
+def test_stop_keeps_the_state_reached_after_the_step_during_which_it_arrives(setup):
+    G, ws = setup
+    stop = threading.Event()
+    seen = []
+
+    def on_step(progress):
+        seen.append(progress)
+        if progress.step == 2:
+            stop.set()
+
+    result = drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=50, callback=on_step, stop=stop)
+    assert [p.step for p in seen] == [0, 1, 2]
+    assert result.stopped and not result.converged and result.steps == 2
+    assert result.points == [tuple(seen[-1].points[0])]  # where the handle was tracked last
+    # The same two optimisation steps as a drag that simply runs out of steps there.
+    plain = drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=2)
+    assert not plain.stopped
+    assert torch.equal(result.ws, plain.ws)
+
+
+def test_pins_are_tracked_reported_and_validated(setup):
+    G, ws = setup
+    seen = []
+    result = drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], pins=[(22.5, 22.5)], max_steps=3,
+                  callback=seen.append)  # fmt: skip
+    assert [len(p.pins) for p in seen] == [1, 1, 1, 1]
+    assert seen[0].pins[0] == pytest.approx((22.5, 22.5))
+    assert len(result.pins) == 1
+    # The pin changes the optimisation (its loss), and never counts towards convergence.
+    free = drag(G, ws, [(10.5, 12.5)], [(16.5, 12.5)], max_steps=3)
+    assert not torch.equal(result.ws, free.ws)
+    with pytest.raises(BadInputError, match="pin 1 at"):
+        drag(G, ws, [(10, 10)], [(5, 5)], pins=[(40, 5)])
+    with pytest.raises(BadInputError, match="is a pin"):
+        drag(G, ws, [(10, 10)], [(10, 10)])
 
 
 def test_fixed_region_term_keeps_the_outside_closer(setup):

@@ -69,3 +69,22 @@ def test_waypoints_are_visited_in_order(toy):
     assert path[closest_to_via, 1] > handle[1] + 2.0  # went down through the waypoint first
     assert closest_to_via < len(path) - 1  # ...before it reached the end
     assert np.hypot(*(path[-1] - np.array(target))) < 2.0
+
+
+def test_a_pin_keeps_the_other_mouth_corner_in_place(toy):
+    """Drag the right mouth corner; without a pin the left one moves along, with it pinned it
+    stays (as the toy detector measures both)."""
+    ws, image, handle, target = mouth_corner_drag(toy, seed=4, offset=(6.0, 2.0))
+    pin = detect(image).points["mouth_left"]
+
+    def left_corner_moved(pins):
+        result = drag(toy, ws, [handle], [target], pins=pins, max_steps=120)
+        found = detect(result.image).points
+        corner = found["mouth_right"]
+        assert np.hypot(corner[0] - target[0], corner[1] - target[1]) < 2.5  # the drag still works
+        return float(np.hypot(found["mouth_left"][0] - pin[0], found["mouth_left"][1] - pin[1]))
+
+    unpinned = left_corner_moved(None)
+    pinned = left_corner_moved([pin])
+    assert pinned < 1.5
+    assert pinned < unpinned

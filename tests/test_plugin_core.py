@@ -48,7 +48,7 @@ def test_many_anchors_give_waypoints_in_order():
     assert drags[0].points() == [tuple(map(float, p)) for p in pts]
 
 
-def test_closed_single_and_zero_length_strokes_are_ignored_with_a_note():
+def test_closed_and_zero_length_strokes_are_ignored_with_a_note_single_anchors_are_pins():
     given = [
         (gimp_points((0, 0), (10, 0), (10, 10)), True, "closed one"),
         (gimp_points((5, 5)), False, "single one"),
@@ -56,12 +56,19 @@ def test_closed_single_and_zero_length_strokes_are_ignored_with_a_note():
         (gimp_points((4, 4), (4, 4)), False, "duplicate anchors"),
         (gimp_points((1, 2), (3, 4)), False, "good one"),
     ]
-    drags, notes = strokes.drags_from_strokes(given)
+    found, notes = strokes.drags_from_strokes(given)
+    drags, pins = strokes.split_pins(found)
     assert [d.source for d in drags] == ["good one"]
-    assert len(notes) == 4
-    for label in ("closed one", "single one", "round trip", "duplicate anchors"):
+    assert [(p.source, p.points()) for p in pins] == [
+        ("single one", [(5.0, 5.0)]),
+        ("duplicate anchors", [(4.0, 4.0)]),
+    ]
+    assert all(p.is_pin for p in pins) and not drags[0].is_pin
+    assert pins[0].translated(-1, -2).points() == [(4.0, 3.0)]
+    assert len(notes) == 2
+    for label in ("closed one", "round trip"):
         assert any(label in n for n in notes)
-    assert "closed" in notes[0] and "zero-length" in notes[2]
+    assert "closed" in notes[0] and "zero-length" in notes[1]
 
 
 def test_bad_point_count_is_an_error():

@@ -307,3 +307,62 @@ def test_a_layer_group_or_a_channel_is_refused():
     gimp.reset()
     run(image, image.selection)
     assert_untouched_with_message(image, before, "select a layer")
+
+
+@pytest.mark.parametrize(
+    "layer_type, base", [(gimp.RGB_IMAGE, gimp.RGB), (gimp.GRAY_IMAGE, gimp.GRAY)]
+)
+def test_live_preview_layer_above_the_source_outside_undo_and_gone_at_the_end(
+    engine_config, layer_type, base
+):
+    config = json.loads(engine_config.read_text())
+    config["engine_command"] += ["--step-delay", "0.1"]
+    engine_config.write_text(json.dumps(config))
+    image, layer = make_image(layer_type, in_group=True, base=base)
+    add_path(image, [(100.5, 80.5), (110.5, 84.5)])
+    # A preview left by a run that GIMP killed (its progress Cancel) goes with the next run.
+    leftover = pdb.gimp_layer_new(image, 10, 10, layer_type, "Drag-Fu preview", 100, 0)
+    pdb.gimp_image_insert_layer(image, leftover, None, 0)
+    before_undo = list(image.undo_stack)
+    image.dirty_count = 0
+    flushes = gimp.FLUSHES[0]
+
+    run(image, layer, steps=12)
+
+    assert gimp.MESSAGES == []
+    with_preview = [names for names in image.layer_history if "Drag-Fu preview" in names]
+    assert with_preview, "the preview layer never appeared"
+    names = with_preview[-1]  # the last insert: the new preview, the leftover went first
+    assert names.count("Drag-Fu preview") == 1
+    assert names.index("Drag-Fu preview") == names.index("photo") - 1  # directly above the source
+    assert all(layer.name != "Drag-Fu preview" for layer in image.all_layers())  # gone at the end
+    # Only the result's group is in the undo history: the preview never was.
+    assert image.undo_stack[:-1] == before_undo and image.undo_stack[-1][0] == "group"
+    assert image.undo_frozen == 0
+    assert gimp.FLUSHES[0] > flushes + 1  # the display was refreshed for the preview
+
+
+def test_a_cancelled_run_leaves_no_preview_and_the_image_clean(engine_config, monkeypatch):
+    config = json.loads(engine_config.read_text())
+    config["engine_command"] += ["--step-delay", "0.1"]
+    engine_config.write_text(json.dumps(config))
+    image, layer = make_image()
+    add_path(image, [(100.5, 80.5), (110.5, 84.5)])
+    image.dirty_count = 0
+    before = snapshot(image)
+    from dragfu_core import session
+
+    # The host class of the registered procedure (another test file may have loaded the plug-in too).
+    host_class = gimpfu.PROCEDURES[PROC].function.__globals__["Gimp2Host"]
+    original = host_class.preview_update
+
+    def cancel_after_a_preview(self, area, rect, rgb):
+        original(self, area, rect, rgb)
+        os.kill(os.getpid(), __import__("signal").SIGINT)  # what GIMP sends: the cancel flag
+
+    monkeypatch.setattr(host_class, "preview_update", cancel_after_a_preview)
+    assert session.CancelFlag  # the handler that turns SIGINT into a cancel
+    run(image, layer, steps=40)
+    assert any("cancelled" in m for m in gimp.MESSAGES), gimp.MESSAGES
+    assert any("Drag-Fu preview" in names for names in image.layer_history)
+    assert snapshot(image) == before and image.dirty_count == 0

@@ -101,6 +101,8 @@ class FakeSession:
         keep_frames=False,
         weight_mask=None,
         align_points=None,
+        live=None,
+        from_key=None,
     ):
         FakeSession.seen.append(
             dict(model=model, width=width, height=height, drags=drags, movable=movable,
@@ -351,3 +353,134 @@ def test_engine_stops_when_gimp_kills_the_plugin_mid_drag():
     finally:
         if child.poll() is None:
             child.kill()
+
+
+class PreviewHost(MemoryHost):
+    """A MemoryHost that shows the live preview: a preview layer of `area`, written rect by rect."""
+
+    live_preview = True
+
+    def __init__(self, *args, **kwargs):
+        MemoryHost.__init__(self, *args, **kwargs)
+        self.preview = None  # (area, bytearray RGB) while the preview layer exists
+        self.updates = []  # (area, rect) per update
+        self.removed = 0
+        self.after_update = None
+
+    def preview_update(self, area, rect, rgb):
+        assert len(rgb) == rect.width * rect.height * 3
+        if self.preview is None:
+            assert rect == area, "the first update fills the whole preview layer"
+            self.preview = (area, bytearray(area.width * area.height * 3))
+        layer = self.preview[1]
+        for j in range(rect.height):
+            start = ((rect.y - area.y + j) * area.width + rect.x - area.x) * 3
+            layer[start : start + rect.width * 3] = rgb[
+                j * rect.width * 3 : (j + 1) * rect.width * 3
+            ]
+        self.updates.append((area, rect))
+        if self.after_update is not None:
+            self.after_update(self)
+
+    def preview_remove(self):
+        assert self.preview is not None
+        self.preview = None
+        self.removed += 1
+
+
+def colour_centroid(pixels, width, height, colour):
+    xs, ys = [], []
+    for j in range(height):
+        for i in range(width):
+            if tuple(pixels[(j * width + i) * 3 : (j * width + i) * 3 + 3]) == colour:
+                xs.append(i + 0.5)
+                ys.append(j + 0.5)
+    return (sum(xs) / len(xs), sum(ys) / len(ys)) if xs else None
+
+
+def test_live_preview_shows_the_drag_with_markers_and_goes_at_the_end(tmp_path):
+    from dragfu_core import live
+
+    host = PreviewHost(strokes=[(flat((40.5, 30.5), (50.5, 33.5)), False, "s1"),
+                                (flat((20.5, 50.5)), False, "pin")])  # fmt: skip
+    seen = []
+
+    def look(h):  # what the preview layer shows right after each update
+        area, layer = h.preview
+        seen.append(
+            {
+                "target": colour_centroid(layer, area.width, area.height, live.TARGET_COLOUR),
+                "pin": colour_centroid(layer, area.width, area.height, live.PIN_COLOUR),
+                "handle": colour_centroid(layer, area.width, area.height, live.HANDLE_COLOUR),
+                "crop": area,
+            }
+        )
+
+    host.after_update = look
+    log = tmp_path / "engine.log"
+    engine = FAKE_ENGINE + ["--step-delay", "0.05", "--log", str(log)]
+    result = run_real_client(host, job.Options(steps=20), {"engine_command": engine})
+    assert host.inserted is not None and "1 pin" in result.layer_name
+    drag_line = [line for line in log.read_text().splitlines() if line.startswith("request drag")]
+    crop = result.crop
+    assert drag_line == [f"request drag c4 pins=[[{20.5 - 10 - crop.x}, {50.5 - 5 - crop.y}]]"]
+    assert seen and host.removed == 1 and host.preview is None  # shown, then gone
+    crop = seen[0]["crop"]
+    assert crop == result.crop
+    # Markers in crop coordinates: the target, the pin where it was drawn (layer = image - offsets).
+    target = (50.5 - 10 - crop.x, 33.5 - 5 - crop.y)
+    pin = (20.5 - 10 - crop.x, 50.5 - 5 - crop.y)
+    for shown in seen:  # (2 px: at the end the handle's marker covers part of the target's ring)
+        assert abs(shown["target"][0] - target[0]) <= 2 and abs(shown["target"][1] - target[1]) <= 2
+        assert abs(shown["pin"][0] - pin[0]) <= 1 and abs(shown["pin"][1] - pin[1]) <= 1
+    handles = [shown["handle"][0] for shown in seen]
+    assert handles == sorted(handles)  # the handle's marker heads right, towards the target
+    assert handles[0] < target[0]
+    texts = [t for _, t in host.reports]
+    assert any("s/step" in t and "distance" in t for t in texts)
+
+
+def test_stop_keeps_the_state_reached_cancel_discards(tmp_path, monkeypatch):
+    stop_file = tmp_path / "stop-now"
+    monkeypatch.setenv("DRAGFU_STOP_FILE", str(stop_file))
+    host = PreviewHost(strokes=[(flat((30.5, 30.5), (70.5, 30.5)), False, "s1")])
+    original = host.progress
+
+    def progress_then_stop(fraction, text):
+        original(fraction, text)
+        if "dragging step 8 " in text:
+            stop_file.write_text("")  # the user's Stop: `touch $DRAGFU_STOP_FILE`
+
+    host.progress = progress_then_stop
+    engine = FAKE_ENGINE + ["--step-delay", "0.05"]
+    result = run_real_client(host, job.Options(steps=40), {"engine_command": engine})
+    assert any("stopped on request" in n for n in result.notes)
+    assert 8 <= result.steps < 40
+    rect, pixels, _, _ = host.inserted
+    cx, cy = magenta_centroid(host, pixels, rect)  # the fake marks where the handle got to
+    assert 30.5 - 10 + 3 < cx < 70.5 - 10 - 3 and abs(cy - (30.5 - 5)) <= 1.5
+    assert host.removed == 1 and host.preview is None
+    assert not stop_file.exists()  # the flag file is consumed
+
+    # Cancel instead: nothing is added, and the preview goes all the same.
+    host = PreviewHost(strokes=[(flat((30.5, 30.5), (70.5, 30.5)), False, "s1")])
+    flag = session.CancelFlag()
+    original = host.progress
+
+    def progress_then_cancel(fraction, text):
+        original(fraction, text)
+        if "dragging step 8 " in text:
+            flag.set()
+
+    host.progress = progress_then_cancel
+    with pytest.raises(job.JobError) as info:
+        run_real_client(host, job.Options(steps=40), {"engine_command": engine}, cancel=flag)
+    assert info.value.code == "cancelled" and host.inserted is None
+    assert host.updates and host.removed == 1 and host.preview is None
+
+
+def test_pins_alone_are_not_a_drag_and_reach_the_engine_with_the_drags():
+    host = MemoryHost(strokes=[(flat((20.5, 50.5)), False, "pin")])
+    with pytest.raises(job.JobError) as info:
+        job.run(host, job.Options(steps=4), {"model": "x"}, FakeSession)
+    assert info.value.code == "no_drags" and "1 pin but nothing that moves" in info.value.message

@@ -610,3 +610,122 @@ def test_oversized_payload_is_refused_before_it_is_sent(harness):
     h.close_input()
     assert h.join() == 0
     assert [(f.header["code"], f.id) for f in h.rest()] == [("truncated_frame", "huge")]
+
+
+@pytest.mark.parametrize(
+    "stop_request",
+    [{"type": "stop", "target": "slow"}, {"type": "cancel", "target": "slow", "keep": True}],
+)
+def test_stop_keeps_the_state_reached_as_a_normal_result(harness, stop_request):
+    # The fake handle moves 1 px per step from (0, 0) towards (1000, 0): stopped early, the result
+    # must be a normal drag result whose handle lies between the start and the target.
+    backend = FakeBackend(resolution=1024, step_seconds=0.01)
+    h = harness(backend)
+    h.send(
+        {"type": "drag", "id": "slow", "seed": 0, "handles": [[0, 0]], "targets": [[1000, 0]],
+         "max_steps": 100000}
+    )  # fmt: skip
+    seen = 0
+    while seen < 5:
+        frame = h.next()
+        seen += frame.type == "progress"
+    h.send({**stop_request, "id": "s"})
+    frames = h.until_done("slow")
+    if not any(f.id == "s" for f in frames):
+        frames += h.until_done("s")
+    ack = [f for f in frames if f.id == "s"][0]
+    assert ack.type == "result" and ack.header["stopped"] == ["slow"]
+    assert ack.header["request"] == stop_request["type"]
+    result = frames[-1] if frames[-1].id == "slow" else [f for f in frames if f.id == "slow"][-1]
+    assert result.type == "result", result.header
+    assert result.header["stopped"] is True and result.header["converged"] is False
+    x, y = result.header["points"][0]
+    assert 4 <= x < 1000 and y == 0
+    assert 4 <= result.header["steps"] < 1000
+    assert result.header["latent_id"]  # kept: a later drag can continue from it
+    assert "image" in result.parts
+    # A stop never cancels: the server is ready, and a stop of nothing running stops nothing.
+    ack = terminal(h.request({"type": "stop", "id": "s2", "target": "not-a-request"}))
+    assert ack.type == "result" and ack.header["stopped"] == []
+
+
+def test_stop_leaves_other_requests_alone(harness):
+    h = harness(FakeBackend(step_seconds=0.01))
+    h.send({"type": "project", "id": "p", "settings": {"steps": 30}},
+           [numpy_part("image", np.zeros((16, 16, 3), np.uint8))])  # fmt: skip
+    h.send({"type": "stop", "id": "s"})
+    frames = h.until_done("p")
+    assert frames[-1].type == "result"  # the projection went on to its end
+    ack = [f for f in frames if f.id == "s"] or h.until_done("s")
+    assert ack[-1].header["stopped"] == []
+    bad = terminal(h.request({"type": "cancel", "id": "k", "keep": "yes"}))
+    assert bad.type == "error" and bad.header["code"] == "bad_request"
+
+
+def test_pins_reach_the_backend_in_model_coordinates_and_come_back(harness):
+    backend = FakeBackend(resolution=16)
+    h = harness(backend)
+    project = terminal(
+        h.request(
+            {"type": "project", "id": "p", "output": "array"},
+            [numpy_part("image", np.zeros((32, 32, 3), np.uint8))],
+        )  # fmt: skip
+    )
+    frames = h.request(
+        {"type": "drag", "id": "d", "projection_id": project.header["projection_id"],
+         "handles": [[4, 4]], "targets": [[12, 4]], "pins": [[20, 20]]}
+    )  # fmt: skip
+    drag_call = [c for c in backend.calls if c[0] == "drag"][-1][1]
+    assert drag_call["pins"] == [pytest.approx((10.0, 10.0))]  # the 32 px image is half size
+    progress = [f for f in frames if f.type == "progress"]
+    assert progress and all(f.header["pins"] == [[20.0, 20.0]] for f in progress)
+    assert frames[-1].header["pins"] == [[20.0, 20.0]]
+    outside = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "d2",
+                "projection_id": project.header["projection_id"],
+                "handles": [[4, 4]],
+                "targets": [[12, 4]],
+                "pins": [[40, 2]],
+            }
+        )  # fmt: skip
+    )
+    assert outside.type == "error" and outside.header["code"] == "invalid_points"
+    assert "pins" in outside.header["message"]
+
+
+def test_preview_interval_reaches_the_engine_as_a_drag_setting(harness):
+    backend = FakeBackend()
+    h = harness(backend)
+    done = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "d",
+                "seed": 0,
+                "handles": [[0, 0]],
+                "targets": [[3, 0]],
+                "preview_every": 2,
+                "preview_interval": 0.5,
+                "options": {"lr": 0.01},
+            }
+        )  # fmt: skip
+    )
+    assert done.type == "result"
+    options = [c for c in backend.calls if c[0] == "drag"][-1][1]["options"]
+    assert options == {"lr": 0.01, "preview_interval": 0.5}
+    bad = terminal(
+        h.request(
+            {
+                "type": "drag",
+                "id": "b",
+                "seed": 0,
+                "handles": [[0, 0]],
+                "targets": [[3, 0]],
+                "preview_interval": -1,
+            }
+        )  # fmt: skip
+    )
+    assert bad.type == "error" and bad.header["code"] == "bad_request"

@@ -26,6 +26,7 @@ from dragfu_core import source as dragfu_source  # noqa: E402
 PROCEDURE = "plug-in-dragfu"
 MENU_LABEL = "Drag-Fu (GAN point drag)..."
 U8_PRECISIONS = ("U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL")
+PREVIEW_NAME = "Drag-Fu preview"
 
 
 def _choice(entries):
@@ -123,6 +124,63 @@ class Gimp3Host(job.Host):
     def progress(self, fraction, text):
         Gimp.progress_set_text(text)
         Gimp.progress_update(fraction)
+
+    # -- the live preview (dragfu_core.live): a layer above the source, never in the undo history
+
+    @property
+    def live_preview(self):
+        # An indexed layer would need the preview quantised to its palette: no preview there.
+        return not self.indexed
+
+    def preview_update(self, area, rect, rgb):
+        image = self.image
+        # Undo frozen around every preview change: the layer's creation, pixels and removal are
+        # never recorded, so the run's one undo step stays the result layer.
+        image.undo_freeze()
+        try:
+            if getattr(self, "_preview", None) is None:
+                self._remove_leftover_previews()
+                self._was_dirty = image.is_dirty()
+                kind = Gimp.ImageType.GRAY_IMAGE if self.grey else Gimp.ImageType.RGB_IMAGE
+                layer = Gimp.Layer.new(image, PREVIEW_NAME, area.width, area.height, kind,
+                                       100.0, Gimp.LayerMode.NORMAL)
+                _, ox, oy = self.layer.get_offsets()
+                layer.set_offsets(ox + area.x, oy + area.y)
+                image.insert_layer(layer, self.layer.get_parent(), image.get_item_position(self.layer))
+                self._preview = layer
+            layer = self._preview
+            local = geometry.Rect(rect.x - area.x, rect.y - area.y, rect.width, rect.height)
+            buffer = layer.get_buffer()
+            buffer.set(_gegl_rect(local), "R'G'B' u8", bytes(rgb))  # GEGL converts for grey
+            buffer.flush()
+            layer.update(local.x, local.y, local.width, local.height)
+        finally:
+            image.undo_thaw()
+        Gimp.displays_flush()
+
+    def _remove_leftover_previews(self):
+        """A run that GIMP killed (its progress Cancel: quit, then SIGKILL 10 ms later) could not
+        remove its preview layer; the next run does (undo already frozen by the caller)."""
+        for _ in range(16):
+            leftover = self.image.get_layer_by_name(PREVIEW_NAME)
+            if leftover is None:
+                break
+            self.image.remove_layer(leftover)
+
+    def preview_remove(self):
+        layer = getattr(self, "_preview", None)
+        if layer is None:
+            return
+        self._preview = None
+        image = self.image
+        image.undo_freeze()
+        try:
+            image.remove_layer(layer)
+        finally:
+            image.undo_thaw()
+        if not self._was_dirty:
+            image.clean_all()  # the preview alone does not make the image need saving
+        Gimp.displays_flush()
 
     keeps_source = True  # insert_result takes source= (dragfu_core.source)
 

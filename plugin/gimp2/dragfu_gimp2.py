@@ -22,12 +22,15 @@ for _candidate in (HERE, os.path.join(HERE, "..", "dragfu")):
 
 import gimp  # noqa: E402
 from gimpfu import (  # noqa: E402
+    GRAY_IMAGE,
+    NORMAL_MODE,
     PF_DRAWABLE,
     PF_IMAGE,
     PF_OPTION,
     PF_SPINNER,
     PF_STRING,
     PF_TOGGLE,
+    RGB_IMAGE,
     main,
     pdb,
     register,
@@ -39,6 +42,7 @@ from dragfu_core import source as dragfu_source  # noqa: E402
 
 PROCEDURE = "python-fu-dragfu"
 PARASITE_PERSISTENT = 1  # GIMP's GIMP_PARASITE_PERSISTENT: kept in the XCF
+PREVIEW_NAME = "Drag-Fu preview"
 PATH_MODES = [job.PATHS_SELECTED, job.PATHS_VISIBLE]
 PATH_LABELS = ["Selected (active) path", "All visible paths"]
 REGION_MODES = [geometry.REGION_AUTO, geometry.REGION_SELECTION, geometry.REGION_POINTS, geometry.REGION_LAYER]
@@ -147,6 +151,63 @@ class Gimp2Host(job.Host):
     def progress(self, fraction, text):
         pdb.gimp_progress_set_text(text)
         pdb.gimp_progress_update(fraction)
+
+    # -- the live preview (dragfu_core.live): a layer above the source, never in the undo history
+
+    @property
+    def live_preview(self):
+        return not self.indexed  # an indexed layer would need the preview quantised
+
+    def preview_update(self, area, rect, rgb):
+        image = self.image
+        grey = self.channels in (1, 2)
+        pdb.gimp_image_undo_freeze(image)  # nothing of the preview is recorded
+        try:
+            if getattr(self, "_preview", None) is None:
+                self._remove_leftover_previews()
+                self._was_dirty = pdb.gimp_image_is_dirty(image)
+                kind = GRAY_IMAGE if grey else RGB_IMAGE
+                layer = pdb.gimp_layer_new(image, area.width, area.height, kind, PREVIEW_NAME,
+                                           100.0, NORMAL_MODE)
+                ox, oy = pdb.gimp_drawable_offsets(self.layer)
+                pdb.gimp_layer_set_offsets(layer, ox + area.x, oy + area.y)
+                parent = pdb.gimp_item_get_parent(self.layer)
+                pdb.gimp_image_insert_layer(image, layer, parent, pdb.gimp_image_get_item_position(image, self.layer))
+                self._preview = layer
+            layer = self._preview
+            x, y = rect.x - area.x, rect.y - area.y
+            data = bytes(rgb[0::3]) if grey else bytes(rgb)  # grey layers: the red channel
+            region = layer.get_pixel_rgn(x, y, rect.width, rect.height, True, False)
+            region[x:x + rect.width, y:y + rect.height] = data
+            layer.flush()
+            layer.update(x, y, rect.width, rect.height)
+        finally:
+            pdb.gimp_image_undo_thaw(image)
+        pdb.gimp_displays_flush()
+
+    def _remove_leftover_previews(self):
+        """A run that GIMP killed (its progress Cancel) could not remove its preview layer; the
+        next run does (undo already frozen by the caller)."""
+        for _ in range(16):
+            leftover = pdb.gimp_image_get_layer_by_name(self.image, PREVIEW_NAME)
+            if leftover is None:
+                break
+            pdb.gimp_image_remove_layer(self.image, leftover)
+
+    def preview_remove(self):
+        layer = getattr(self, "_preview", None)
+        if layer is None:
+            return
+        self._preview = None
+        image = self.image
+        pdb.gimp_image_undo_freeze(image)
+        try:
+            pdb.gimp_image_remove_layer(image, layer)
+        finally:
+            pdb.gimp_image_undo_thaw(image)
+        if not self._was_dirty:
+            pdb.gimp_image_clean_all(image)  # the preview alone does not make the image need saving
+        pdb.gimp_displays_flush()
 
     keeps_source = True  # insert_result takes source= (dragfu_core.source)
 

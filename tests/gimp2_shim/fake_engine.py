@@ -7,7 +7,7 @@ marker at every target in MARK_COLOR, so a test can check where the plug-in put 
 `python fake_engine.py [--resolution R] [--width W] [--fail-load] [--step-delay S] [--log FILE]
 [--socket PATH]` (`--socket`: as the warm engine, `dragfu serve --socket`)
 `--log FILE` appends what happened, one line each, flushed at once: `pid N`, `request TYPE ID
-[target=T]` for every request frame the server dispatches, `step N` as each drag step ends,
+[target=T] [pins=[[x, y], ...]]` for every request frame the server dispatches, `step N` as each drag step ends,
 `drag-end N cancelled` or `drag-end N done` (N = steps run) -- for the cancel tests.
 """
 
@@ -63,7 +63,8 @@ def log_to(path):
     def logged(self, frame):
         header = frame.header
         target = " target=%s" % header["target"] if "target" in header else ""
-        log("request %s %s%s" % (header.get("type"), header.get("id"), target))
+        pins = f" pins={header['pins']}" if header.get("pins") else ""
+        log("request %s %s%s" % (header.get("type"), header.get("id"), target) + pins)
         return dispatch(self, frame)
 
     server_module.Server.dispatch = logged

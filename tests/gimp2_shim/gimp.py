@@ -19,6 +19,9 @@ def _new_id():
     return _next_id[0]
 
 
+FLUSHES = [0]  # gimp_displays_flush calls
+
+
 def message(text):
     MESSAGES.append(str(text))
 
@@ -44,7 +47,14 @@ error = Error
 
 
 def _bpp_of(image_type):
-    return {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2, INDEXED_IMAGE: 1, INDEXEDA_IMAGE: 2}[image_type]
+    return {
+        RGB_IMAGE: 3,
+        RGBA_IMAGE: 4,
+        GRAY_IMAGE: 1,
+        GRAYA_IMAGE: 2,
+        INDEXED_IMAGE: 1,
+        INDEXEDA_IMAGE: 2,
+    }[image_type]
 
 
 class Image(object):
@@ -60,12 +70,19 @@ class Image(object):
         self.colormap = bytearray()
         self.selection = Channel(self, "Selection", self.width, self.height)
         self.undo_stack = []
+        self.undo_frozen = 0  # gimp_image_undo_freeze/thaw: changes are not recorded (still dirty)
+        self.layer_history = []  # the top-level layer names after every insert / remove
         self._group_depth = 0
         self._group = None
         self.dirty_count = 0
 
     # -- undo: one entry per change, undo groups collapse into one entry
     def _record(self, what):
+        if what[0] in ("insert", "remove"):
+            self.layer_history.append([layer.name for layer in self.all_layers()])
+        if self.undo_frozen:
+            self.dirty_count += 1
+            return
         if self._group_depth:
             self._group.append(what)
         else:
@@ -158,7 +175,9 @@ class Parasite(object):
 
 
 class Layer(Drawable):
-    def __init__(self, image, name, width, height, image_type=RGB_IMAGE, opacity=100.0, mode=NORMAL_MODE):
+    def __init__(
+        self, image, name, width, height, image_type=RGB_IMAGE, opacity=100.0, mode=NORMAL_MODE
+    ):
         Drawable.__init__(self, image, name, width, height, _bpp_of(image_type))
         self.type = image_type
         self.opacity = opacity
@@ -181,7 +200,15 @@ class Layer(Drawable):
         return self.type in (INDEXED_IMAGE, INDEXEDA_IMAGE)
 
     def copy(self, add_alpha=False):
-        twin = Layer(self.image, self.name + " copy", self.width, self.height, self.type, self.opacity, self.mode)
+        twin = Layer(
+            self.image,
+            self.name + " copy",
+            self.width,
+            self.height,
+            self.type,
+            self.opacity,
+            self.mode,
+        )
         twin.data = bytearray(self.data)
         twin.offsets = self.offsets
         twin.parasites = dict(self.parasites)  # GIMP copies an item's parasites with it
@@ -243,7 +270,14 @@ class PixelRegion(object):
         if isinstance(ys, int):
             ys = slice(ys, ys + 1)
         x1, x2, y1, y2 = xs.start, xs.stop, ys.start, ys.stop
-        if x1 < self.x or y1 < self.y or x2 > self.x + self.w or y2 > self.y + self.h or x1 >= x2 or y1 >= y2:
+        if (
+            x1 < self.x
+            or y1 < self.y
+            or x2 > self.x + self.w
+            or y2 > self.y + self.h
+            or x1 >= x2
+            or y1 >= y2
+        ):
             raise IndexError("subscript out of range")
         return x1, x2, y1, y2
 
@@ -253,7 +287,7 @@ class PixelRegion(object):
         out = bytearray()
         for j in range(y1, y2):
             start = (j * d.width + x1) * d.bpp
-            out += d.data[start:start + (x2 - x1) * d.bpp]
+            out += d.data[start : start + (x2 - x1) * d.bpp]
         return bytes(out)
 
     def __setitem__(self, key, value):
@@ -267,7 +301,7 @@ class PixelRegion(object):
             raise TypeError("string is the wrong length")
         for j in range(y1, y2):
             start = (j * d.width + x1) * d.bpp
-            d.data[start:start + row] = value[(j - y1) * row:(j - y1 + 1) * row]
+            d.data[start : start + row] = value[(j - y1) * row : (j - y1 + 1) * row]
         d.flushed = False
         if d.attached and d.image is not None:
             d.image._record(("pixels", d.ID))

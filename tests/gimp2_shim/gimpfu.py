@@ -14,10 +14,40 @@ from gimp import (  # noqa: F401  (gimpfu re-exports these)
     RGBA_IMAGE,
 )
 
-(PF_INT8, PF_INT16, PF_INT32, PF_INT, PF_FLOAT, PF_STRING, PF_VALUE, PF_COLOR, PF_COLOUR, PF_ITEM,
- PF_DISPLAY, PF_IMAGE, PF_LAYER, PF_CHANNEL, PF_DRAWABLE, PF_VECTORS, PF_TOGGLE, PF_BOOL,
- PF_SLIDER, PF_SPINNER, PF_ADJUSTMENT, PF_FONT, PF_FILE, PF_BRUSH, PF_PATTERN, PF_GRADIENT,
- PF_RADIO, PF_TEXT, PF_PALETTE, PF_FILENAME, PF_DIRNAME, PF_OPTION) = range(32)
+(
+    PF_INT8,
+    PF_INT16,
+    PF_INT32,
+    PF_INT,
+    PF_FLOAT,
+    PF_STRING,
+    PF_VALUE,
+    PF_COLOR,
+    PF_COLOUR,
+    PF_ITEM,
+    PF_DISPLAY,
+    PF_IMAGE,
+    PF_LAYER,
+    PF_CHANNEL,
+    PF_DRAWABLE,
+    PF_VECTORS,
+    PF_TOGGLE,
+    PF_BOOL,
+    PF_SLIDER,
+    PF_SPINNER,
+    PF_ADJUSTMENT,
+    PF_FONT,
+    PF_FILE,
+    PF_BRUSH,
+    PF_PATTERN,
+    PF_GRADIENT,
+    PF_RADIO,
+    PF_TEXT,
+    PF_PALETTE,
+    PF_FILENAME,
+    PF_DIRNAME,
+    PF_OPTION,
+) = range(32)
 
 CHANNEL_OP_ADD, CHANNEL_OP_SUBTRACT, CHANNEL_OP_REPLACE, CHANNEL_OP_INTERSECT = range(4)
 VECTORS_STROKE_TYPE_BEZIER = 0
@@ -34,15 +64,32 @@ class Procedure(object):
         self.label = label
 
 
-def register(proc_name, blurb, help, author, copyright, date, label, imagetypes, params, results,
-             function, menu=None, domain=None, on_query=None, on_run=None):
+def register(
+    proc_name,
+    blurb,
+    help,
+    author,
+    copyright,
+    date,
+    label,
+    imagetypes,
+    params,
+    results,
+    function,
+    menu=None,
+    domain=None,
+    on_query=None,
+    on_run=None,
+):
     names = [p[1] for p in params]
     if len(set(names)) != len(names):
         raise ValueError("parameter names must be unique")
     for p in params:
         if len(p) < 4:
             raise ValueError("parameter %r needs (type, name, description, default)" % (p,))
-    if not proc_name.startswith(("python-fu-", "python_fu_", "plug-in-", "plug_in_", "extension-", "file-")):
+    if not proc_name.startswith(
+        ("python-fu-", "python_fu_", "plug-in-", "plug_in_", "extension-", "file-")
+    ):
         proc_name = "python-fu-" + proc_name
     PROCEDURES[proc_name] = Procedure(proc_name, list(params), function, menu, label)
 
@@ -56,7 +103,7 @@ def call(name, *positional, **named):
     given, missing ones take their registered defaults (what scripts and batch mode pass)."""
     proc = PROCEDURES[name]
     args = list(positional)
-    for p in proc.params[len(positional):]:
+    for p in proc.params[len(positional) :]:
         args.append(named.pop(p[1], p[3]))
     if named:
         raise TypeError("unknown arguments %s" % sorted(named))
@@ -120,7 +167,9 @@ class _PDB(object):
         if parent is not None and not parent.is_group:
             raise gimp.Error("gimp_image_insert_layer: the parent is not a layer group")
         if image.base_type == gimp.INDEXED and layer.is_rgb:
-            raise gimp.Error("gimp_image_insert_layer: an RGB layer cannot go into an indexed image")
+            raise gimp.Error(
+                "gimp_image_insert_layer: an RGB layer cannot go into an indexed image"
+            )
         siblings = parent.children if parent is not None else image.layers
         position = max(0, min(int(position), len(siblings)))
         siblings.insert(position, layer)
@@ -200,7 +249,7 @@ class _PDB(object):
             out = bytearray()
             for k in range(0, len(layer.data), step):
                 index = layer.data[k] * 3
-                out += cmap[index:index + 3]
+                out += cmap[index : index + 3]
                 if step == 2:
                     out.append(layer.data[k + 1])
             layer.data = out
@@ -216,6 +265,25 @@ class _PDB(object):
     def gimp_image_undo_group_end(self, image):
         image.undo_group_end()
 
+    def gimp_image_get_layer_by_name(self, image, name):
+        return next((item for item in image.all_layers() if item.name == name), None)
+
+    def gimp_image_undo_freeze(self, image):
+        image.undo_frozen += 1
+        return True
+
+    def gimp_image_undo_thaw(self, image):
+        if not image.undo_frozen:
+            raise gimp.Error("gimp_image_undo_thaw: the undo stack is not frozen")
+        image.undo_frozen -= 1
+        return True
+
+    def gimp_image_is_dirty(self, image):
+        return image.dirty_count > 0
+
+    def gimp_image_clean_all(self, image):
+        image.dirty_count = 0
+
     # ---- selection
     def gimp_image_get_selection(self, image):
         return image.selection
@@ -224,7 +292,7 @@ class _PDB(object):
         sel = image.selection
         xs, ys = [], []
         for j in range(sel.height):
-            row = sel.data[j * sel.width:(j + 1) * sel.width]
+            row = sel.data[j * sel.width : (j + 1) * sel.width]
             if any(row):
                 ys.append(j)
                 nz = [i for i, v in enumerate(row) if v]
@@ -270,7 +338,9 @@ class _PDB(object):
     def gimp_image_set_active_vectors(self, image, vectors):
         image.active_vectors = vectors
 
-    def gimp_vectors_stroke_new_from_points(self, vectors, stroke_type, num_points, controlpoints, closed):
+    def gimp_vectors_stroke_new_from_points(
+        self, vectors, stroke_type, num_points, controlpoints, closed
+    ):
         if num_points != len(controlpoints) or num_points % 6:
             raise gimp.Error("gimp_vectors_stroke_new_from_points: need 6 floats per anchor")
         return vectors.add_stroke(controlpoints, closed)
@@ -299,7 +369,7 @@ class _PDB(object):
         gimp.message(message)
 
     def gimp_displays_flush(self):
-        pass
+        gimp.FLUSHES[0] += 1
 
 
 pdb = _PDB()

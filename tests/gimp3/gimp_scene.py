@@ -96,7 +96,32 @@ config.set_property("image", image)
 config.set_core_object_array("drawables", [layer])
 for key, value in P.get("args", {}).items():
     config.set_property(key, value)
+stopper = None
+if P.get("stop_after"):
+    # The user's Stop (= keep): after stop_after seconds, the stop file the plug-in polls
+    # (its default place: the temp folder both plug-in processes share), made again whenever the
+    # plug-in consumed it, until the run returns.
+    import tempfile
+    import threading
+
+    stop_file = os.environ.get("DRAGFU_STOP_FILE") or os.path.join(
+        tempfile.gettempdir(), "dragfu-stop"
+    )
+    done = threading.Event()
+
+    def press_stop():
+        if done.wait(P["stop_after"]):
+            return
+        while not done.wait(0.3):
+            if not os.path.exists(stop_file):
+                open(stop_file, "w").close()
+
+    stopper = threading.Thread(target=press_stop, daemon=True)
+    stopper.start()
 result = procedure.run(config)
+if stopper is not None:
+    done.set()
+    stopper.join()
 status = result.index(0)
 message = result.index(1) if result.length() > 1 else None
 

@@ -155,6 +155,38 @@ def test_fake_engine_layer_above_source_offsets_and_untouched_pixels(
         assert abs(cx - target[0]) <= 1.5 and abs(cy - target[1]) <= 1.5
 
 
+def test_stop_keeps_the_state_reached_and_the_preview_goes(gimp_mode):
+    """Stop (the stop file, made 6 s into the run) mid-drag: a normal result layer whose handle
+    lies between start and target (the fake engine moves it linearly and marks where it got),
+    and no preview layer left."""
+    h, w, offsets = 300, 400, (40, 30)
+    pixels = smooth_pattern(h, w, 3)
+    handle, target = (150.5, 160.5), (250.5, 160.5)
+    params = {
+        "width": 512,
+        "height": 384,
+        "layer": {"mode": "RGB", "width": w, "height": h, "offsets": list(offsets)},
+        "strokes": [[handle, target]],
+        "selection": (120, 90, 150, 150),
+        "args": {"steps": 40, "paste": "render", "region": "selection"},
+        "stop_after": 6.0,
+    }
+    engine = {
+        "engine_command": [
+            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.3",
+        ],
+    }  # fmt: skip
+    report, source, new = _run_with_fake(gimp_mode, params, pixels, engine)
+    assert report["status"] == "success", report
+    assert len(report["siblings"]) == len(report["siblings_before"]) + 1, report["siblings"]
+    assert "Drag-Fu preview" not in report["siblings"]
+    assert report["siblings"][report["source_position"] - 1] == report["new_name"]
+    assert report["source_unchanged"]
+    cx, cy = magenta_centroid(new, offsets)
+    assert handle[0] + 5 < cx < target[0] - 5 and abs(cy - handle[1]) <= 3, (cx, cy)
+    assert "Drag-Fu live preview:" in report["console"]
+
+
 def _run_with_fake(mode, params, pixels, engine):
     return run_scene(mode, params, pixels, engine, fake_engine=True)
 

@@ -47,6 +47,8 @@ echo "image window: $ID"
 [ -n "$ID" ] || xwininfo -root -tree 2>/dev/null | grep -v '(has no name)' | head -n 30
 [ -n "$ID" ] && [ -f {work}/after.json ] && python3 {work}/xkeys.py "$ID" Control_L z
 for i in $(seq 1 240); do [ -f {work}/undone.json ] && break; sleep 0.5; done
+[ -n "$ID" ] && [ -f {work}/undone.json ] && python3 {work}/xkeys.py "$ID" Control_L z
+for i in $(seq 1 240); do [ -f {work}/undone2.json ] && break; sleep 0.5; done
 kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
 kill $XVFB 2>/dev/null
 """
@@ -61,7 +63,13 @@ def gimp_mode():
 
 
 def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
-    engine = {"engine_command": ["python3", "{work}/fake_engine.py", "--resolution", "64"]}
+    """...and the live preview (the fake engine's drag is slowed so that it shows) never entered
+    the undo history: a second Ctrl+Z finds nothing to undo (it would bring the preview back)."""
+    engine = {
+        "engine_command": [
+            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.3",
+        ]
+    }  # fmt: skip
     run = harness.GimpRun(gimp_mode, engine, install=True)
     try:
         installed = run.outside("home", ".config", "GIMP", "3.0", "plug-ins", "dragfu")
@@ -110,7 +118,7 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
         assert os.path.exists(run.outside("work", "after.json")), context
         ran = json.load(open(run.outside("work", "after.json")))
         before, after = ran["before"], ran["after"]
-        assert after["status"] == "success", context
+        assert after["status"] == "success", (after.get("error"), context)
         names = [layer[0] for layer in after["layers"]]
         assert len(names) == len(before["layers"]) + 1 and names[1] == "photo", names
         assert after["layers"][1:] == before["layers"]  # the source untouched, result above it
@@ -118,5 +126,12 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
         undone = json.load(open(run.outside("work", "undone.json")))
         # One undo step: the result layer is gone and every layer is bit-identical to before.
         assert undone["layers"] == before["layers"], context
+        # The preview was shown during the drag, and is in no undo step: a second Ctrl+Z changes
+        # nothing (the undo history was emptied just before the run).
+        updates = [line for line in log.splitlines() if "Drag-Fu live preview:" in line]
+        assert updates and int(updates[-1].split(":")[1].split()[0]) >= 2, context
+        assert os.path.exists(run.outside("work", "undone2.json")), context
+        undone2 = json.load(open(run.outside("work", "undone2.json")))
+        assert undone2["layers"] == before["layers"], context
     finally:
         run.cleanup()

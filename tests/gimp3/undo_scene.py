@@ -56,6 +56,8 @@ image.insert_path(path, None, 0)
 flat = [v for x, y in P["stroke"] for v in (x, y, x, y, x, y)]
 path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, flat, False)
 image.set_selected_paths([path])
+image.undo_disable()  # an empty undo history: every step after this one is the run's
+image.undo_enable()
 image.clean_all()
 Gimp.Display.new(image)
 Gimp.displays_flush()
@@ -66,10 +68,12 @@ config = procedure.create_config()
 config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
 config.set_property("image", image)
 config.set_core_object_array("drawables", [layer])
-config.set_property("steps", 4)
+config.set_property("steps", P.get("steps", 10))
 result = procedure.run(config)
 after = state(image)
 after["status"] = result.index(0).value_nick
+if after["status"] != "success":
+    after["error"] = str(result.index(1))
 write("after.json", {"before": before, "after": after})
 
 # The test presses Ctrl+Z now; wait until the layer count changes back (or give up).
@@ -78,3 +82,10 @@ while time.time() < deadline and len(image.get_layers()) != len(before["layers"]
     time.sleep(0.2)
 time.sleep(1.0)  # let the undo finish redrawing
 write("undone.json", state(image))
+# A second Ctrl+Z: nothing should be left to undo (a preview in the history would come back).
+layers_now = len(image.get_layers())
+deadline = time.time() + 8
+while time.time() < deadline and len(image.get_layers()) == layers_now:
+    time.sleep(0.2)
+time.sleep(1.0)
+write("undone2.json", state(image))

@@ -58,6 +58,7 @@ class Progress:
     points: list
     distances: list
     preview: np.ndarray | None = None
+    pins: list | None = None
 
 
 @dataclass
@@ -185,6 +186,8 @@ class FakeBackend:
         cancel,
         seed,
         options,
+        stop=None,
+        pins=None,
     ) -> DragOutcome:
         self.calls.append(
             (
@@ -196,12 +199,15 @@ class FakeBackend:
                     "mask": None if mask is None else mask.shape,
                     "method": method,
                     "ws": ws,
+                    "pins": pins,
+                    "preview_every": preview_every,
+                    "options": options,
                 },
             )
         )
         if self.photo:
             return self._photo_drag(
-                G, ws, handles, targets, preview_every, max_steps, callback, cancel
+                G, ws, handles, targets, preview_every, max_steps, callback, cancel, stop, pins
             )
         if method == "crash":
             raise ValueError("fake engine bug\nsecond line of the message")
@@ -213,7 +219,7 @@ class FakeBackend:
         points = [np.array(p, dtype=float) for p in handles]
         goals = [np.array(t, dtype=float) for t in targets]
         shape = (G.img_height, G.img_width, 3)
-        step = 0
+        step, stopped = 0, False
         for step in range(max_steps + 1):
             if cancel.is_set():
                 raise CancelledError(f"drag cancelled at step {step}")
@@ -221,8 +227,13 @@ class FakeBackend:
             preview = None
             if preview_every and step % preview_every == 0:
                 preview = np.full(shape, step % 256, dtype=np.uint8)
-            callback(Progress(step, max_steps, [tuple(p) for p in points], distances, preview))
+            callback(
+                Progress(step, max_steps, [tuple(p) for p in points], distances, preview, pins)
+            )
             if max(distances) <= 0.5 or step == max_steps:
+                break
+            if stop is not None and stop.is_set():
+                stopped = True
                 break
             time.sleep(self.step_seconds)
             self.steps_run += 1
@@ -239,7 +250,9 @@ class FakeBackend:
             step,
             0.01 * step,
             0.01,
-            step < max_steps,
+            step < max_steps and not stopped,
+            stopped,
+            list(pins or []),
         )
 
     # -- photo pictures ---------------------------------------------------------------------------
@@ -259,15 +272,20 @@ class FakeBackend:
         return ProjectOutcome(G, model_image.copy(), model_image.copy(), {"psnr": 99.0})
 
     def _photo_drag(
-        self, G, ws, handles, targets, preview_every, max_steps, callback, cancel
+        self, G, ws, handles, targets, preview_every, max_steps, callback, cancel, stop, pins
     ) -> DragOutcome:
+        """Handles move linearly from start to target over the steps; the marks go where the
+        handles ended: at the targets, or, after a `stop`, where they had got to."""
         image = np.array(self.render(G, ws), np.uint8)
         steps = max_steps if self.step_seconds else min(max_steps, 4)
-        done = 0
+        done, stopped, points = 0, False, list(handles)
         try:
             for step in range(1, steps + 1):
                 if cancel.is_set():
                     raise CancelledError(f"drag cancelled at step {step}")
+                if stop is not None and stop.is_set():
+                    stopped = True
+                    break
                 time.sleep(self.step_seconds)
                 done = step
                 self.log(f"step {step}")
@@ -276,14 +294,22 @@ class FakeBackend:
                     (hx + (tx - hx) * t, hy + (ty - hy) * t)
                     for (hx, hy), (tx, ty) in zip(handles, targets, strict=True)
                 ]
-                preview = image if preview_every and step % preview_every == 0 else None
-                callback(Progress(step, max_steps, points, [], preview))
+                preview = None
+                if preview_every and step % preview_every == 0:
+                    preview = image.copy()
+                    for x, y in points:
+                        i, j = int(x), int(y)
+                        preview[max(0, j - 1) : j + 2, max(0, i - 1) : i + 2] = MARK_COLOR
+                callback(Progress(step, max_steps, points, [], preview, pins))
         finally:
-            self.log(f"drag-end {done} {'cancelled' if cancel.is_set() else 'done'}")
-        for x, y in targets:
+            state = "cancelled" if cancel.is_set() else ("stopped" if stopped else "done")
+            self.log(f"drag-end {done} {state}")
+        for x, y in points:
             i, j = int(x), int(y)
             image[max(0, j - 1) : j + 2, max(0, i - 1) : i + 2] = MARK_COLOR
-        return DragOutcome(image, ws, list(targets), steps, 0.0, 0.0, True)
+        return DragOutcome(
+            image, ws, list(points), done, 0.0, 0.0, not stopped, stopped, list(pins or [])
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--via", dest="via", action=_Ordered, metavar="X,Y", help="waypoint of the preceding --drag"
     )
     parser.add_argument(
+        "--pin", dest="pins", action="append", default=[], metavar="X,Y",
+        help="a point that must stay where it is while the handles move (repeat)",
+    )  # fmt: skip
+    parser.add_argument(
         "--mask", help="movable region: image of the output's size, white = may move"
     )
     parser.add_argument(
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("no --drag given: say at least one X1,Y1:X2,Y2")
     if args.steps < 1:
         raise BadInputError(f"--steps {args.steps}: must be at least 1")
+    args.pin_points = [parse_point(text, "--pin") for text in args.pins]
     out = output_path(args.out, "--out")
     gif = output_path(args.gif, "--gif") if args.gif else None
     device = choose_device(args.device)
@@ -138,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image:
         return run_on_image(args, G, handles, targets, waypoints, out, gif)
     out_size = size
-    for what, points in (("handle", handles), ("target", targets)):
+    for what, points in (("handle", handles), ("target", targets), ("pin", args.pin_points)):
         for index, (x, y) in enumerate(points):
             if not (0 <= x <= out_size[0] and 0 <= y <= out_size[1]):
                 raise BadInputError(
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = drag(
         generator, ws, handles, targets,
-        waypoints=waypoints, mask=mask, method=args.method,
+        waypoints=waypoints, pins=args.pin_points or None, mask=mask, method=args.method,
         max_steps=args.steps, preview_every=args.gif_every if gif else 0,
         callback=on_step,
     )  # fmt: skip
@@ -213,7 +218,8 @@ def run_on_image(args, G, handles, targets, waypoints, out: Path, gif: Path | No
             frames.append(annotate(progress.preview, progress.points, progress.targets))
 
     edit = drag_photo(
-        G, photo, handles, targets, waypoints=waypoints or None, mask=mask, alignment=alignment,
+        G, photo, handles, targets, waypoints=waypoints or None, pins=args.pin_points or None,
+        mask=mask, alignment=alignment,
         paste=args.paste, method=args.method, max_steps=args.steps,
         preview_every=args.gif_every if gif else 0, drag_callback=on_step,
     )  # fmt: skip
@@ -246,6 +252,8 @@ def report(args, result: DragResult, points, targets, out: Path, photo=None) -> 
         "converged": result.converged,
         "out": str(out),
     }
+    if result.pins and photo is None:  # a seed's image: model coordinates are the output's
+        document["pins"] = [list(p) for p in result.pins]
     if photo is not None:
         document["alignment"] = photo.alignment.to_dict()
         document["changed_box"] = list(photo.box) if photo.box else None

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from dragfu.device import autocast
 from dragfu.drag.draggan import (
     ImageSize,
+    disk_offsets,
     fixed_region_loss,
     motion_supervision,
     sample_features,
@@ -51,9 +52,13 @@ class DragSettings:
     r1: float | None = None  # motion-supervision disk radius; None: 3 px at 512, scaled
     r2: float | None = None  # tracking search radius; None: 12 px at 512, scaled
     lambda_fixed: float | None = None  # fixed-region weight; None: 20 published, 30 ours
+    lambda_pin: float = 1.0  # weight of the pins' loss (features around each pin kept)
     stop_distance: float | None = None  # None: 1 px, 2 px above 5 points
     feature_resolution: int | None = None  # None: the 6th synthesis block (see feature_block)
     preview_every: int = 0  # render a preview every k steps (0: never)
+    # ...and at least this many seconds after the last one (the plug-in's live preview asks 0.5:
+    # on a fast device a preview every k steps would cost more than the eye can use).
+    preview_interval: float = 0.0
     precision: str = "fp32"  # fp16 / bf16 autocast on CUDA, bf16 on the CPU (device.autocast)
     # What our method changes; None takes the method's choice.
     subpixel_tracking: bool | None = None
@@ -104,6 +109,7 @@ class DragProgress:
     targets: list[Point]  # the targets (or waypoints) being headed for now
     distances: list[float]  # to the final targets
     preview: np.ndarray | None = None  # uint8 [H, W, 3] every `preview_every` steps
+    pins: list[Point] = field(default_factory=list)  # where the pins are tracked now
 
 
 @dataclass
@@ -119,6 +125,8 @@ class DragResult:
     seconds_per_step: float
     render_seconds: float
     trajectory: list[list[Point]] = field(default_factory=list)
+    stopped: bool = False  # ended early by the `stop` event: the state reached, kept
+    pins: list[Point] = field(default_factory=list)  # where the pins were tracked at the end
 
 
 def validate_points(points: Sequence[Point], size: ImageSize, what: str) -> torch.Tensor:
@@ -208,11 +216,19 @@ def drag(
     settings: DragSettings | None = None,
     callback: Callable[[DragProgress], None] | None = None,
     cancel: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    pins: Sequence[Point] | None = None,
     seed: int = 0,
     **overrides,
 ) -> DragResult:
     """Move each handle to its target (through its waypoints) by optimising the latent.
 
+    `cancel` set: the drag raises CancelledError at the next step (nothing kept). `stop` set: it
+    ends at the next step and returns the state reached (`stopped=True`), like running out of
+    steps. `pins`: points that must stay where they are while the handles move; they are
+    tracked like handles, and a loss keeps the features around each pin's place as they were
+    (the fixed-region term, on a disk of radius 2 r1 around the pin) while motion supervision
+    pulls a pin that drifted back towards its place. Pins never count for convergence.
     `overrides` set DragSettings fields directly, e.g. `method="draggan", max_steps=100`.
     """
     settings = dataclasses.replace(settings or DragSettings(), **overrides)
@@ -226,7 +242,11 @@ def drag(
         raise BadInputError(f"{len(p0)} handles but {len(t0)} targets")
     for index, (p, t) in enumerate(zip(p0, t0, strict=True)):
         if float((p - t).norm()) < 0.5:
-            raise BadInputError(f"drag {index + 1}: the handle is already at its target")
+            raise BadInputError(
+                f"drag {index + 1}: the handle is already at its target (a point that must stay "
+                "where it is is a pin: pass it in `pins`)"
+            )
+    pin0 = validate_points(pins or [], size, "pin")
     settings = settings.resolved(G, len(p0))
     torch.manual_seed(seed)
     route = WaypointRoute(t0, waypoints, size)
@@ -254,14 +274,20 @@ def drag(
     with torch.no_grad():
         initial_features, _ = features_and_image(ws)
         templates = sample_features(initial_features, p0.to(device), size)  # f_i = F0(p_i)
+        pin_home = pin0.to(device)
+        pin_templates = sample_features(initial_features, pin_home, size) if len(pin0) else None
+        pin_disk = pin_home[:, None, :] + disk_offsets(2 * settings.r1, device)[None]
+        pin_features = sample_features(initial_features, pin_disk, size) if len(pin0) else None
     trainable = ws[:, :n_opt].clone().requires_grad_(True)
     frozen = ws[:, n_opt:]
     optimizer = torch.optim.Adam([trainable], lr=settings.lr)
 
     points = p0.to(device).clone()
+    pin_points = pin_home.clone()
     trajectory = [points.cpu().tolist()]
-    steps, converged = 0, False
+    steps, converged, stopped = 0, False, False
     started = time.perf_counter()
+    last_preview = None
     for step in range(settings.max_steps + 1):
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"drag cancelled at step {step}")
@@ -272,22 +298,34 @@ def drag(
                 features.detach(), templates, points, settings.r2, size, settings.subpixel_tracking
             )
             trajectory.append(points.cpu().tolist())
+            if pin_templates is not None:
+                pin_points = track_points(
+                    features.detach(), pin_templates, pin_points, settings.r2, size,
+                    settings.subpixel_tracking,
+                )  # fmt: skip
         route.advance(points.cpu(), reach=max(settings.stop_distance, 2.0))
         heading = route.current().to(device)
         final_distance = (route.final().to(device) - points).norm(dim=-1)
         converged = bool((final_distance <= settings.stop_distance).all())
         if callback is not None:
             preview = None
-            if settings.preview_every and step % settings.preview_every == 0:
+            due = bool(settings.preview_every) and step % settings.preview_every == 0
+            if due and last_preview is not None and settings.preview_interval > 0:
+                due = time.perf_counter() - last_preview >= settings.preview_interval
+            if due:
+                last_preview = time.perf_counter()
                 with torch.no_grad():
                     preview = to_uint8(image if image is not None else G.synthesis(latent.detach()))
             callback(
                 DragProgress(
                     step, settings.max_steps, points.cpu().tolist(), heading.cpu().tolist(),
-                    final_distance.cpu().tolist(), preview,
+                    final_distance.cpu().tolist(), preview, pin_points.cpu().tolist(),
                 )
             )  # fmt: skip
         if converged or step == settings.max_steps:
+            break
+        if stop is not None and stop.is_set():
+            stopped = True  # keep the state reached: this step's latent, tracked points
             break
         active = final_distance > settings.stop_distance
         directions = step_directions(points, heading, settings.bounded_step)
@@ -295,6 +333,10 @@ def drag(
         if fixed_weight is not None:
             loss = loss + settings.lambda_fixed * fixed_region_loss(
                 features, initial_features, fixed_weight
+            )
+        if pin_features is not None:
+            loss = loss + pin_loss(
+                features, pin_points, pin_home, pin_disk, pin_features, settings, size
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -319,7 +361,29 @@ def drag(
         seconds_per_step=loop_seconds / max(steps, 1),
         render_seconds=render_seconds,
         trajectory=trajectory,
+        stopped=stopped,
+        pins=[tuple(p) for p in pin_points.cpu().tolist()],
     )
+
+
+def pin_loss(
+    features: torch.Tensor,
+    pin_points: torch.Tensor,  # [P, 2] where the pins are tracked now
+    pin_home: torch.Tensor,  # [P, 2] where they must stay
+    pin_disk: torch.Tensor,  # [P, Q, 2] points around each home
+    pin_features: torch.Tensor,  # [P, Q, C] the initial features there
+    settings: DragSettings,
+    size: ImageSize,
+) -> torch.Tensor:
+    """Keep each pin in place: the features on a disk around its home as they were (weighted
+    like the fixed region), plus motion supervision back home for a pin that drifted."""
+    now = sample_features(features, pin_disk, size)
+    loss = settings.lambda_pin * (now - pin_features).abs().mean()
+    drifted = (pin_home - pin_points).norm(dim=-1) > 0.5
+    if bool(drifted.any()):
+        back = step_directions(pin_points, pin_home, settings.bounded_step)
+        loss = loss + motion_supervision(features, pin_points, back, drifted, settings.r1, size)
+    return loss
 
 
 def point_distance(a: Sequence[Point], b: Sequence[Point]) -> float:

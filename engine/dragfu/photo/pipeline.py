@@ -74,6 +74,7 @@ def drag_photo(
     targets: Sequence[Point],
     *,
     waypoints: Sequence[Sequence[Point]] | None = None,
+    pins: Sequence[Point] | None = None,
     mask: np.ndarray | None = None,
     alignment: str | dict = "auto",
     paste: str = "warp",
@@ -85,13 +86,15 @@ def drag_photo(
     **drag_settings,
 ) -> PhotoDrag:
     """Drag handles to targets (photo coordinates) on a photo of any size; mask (bool [H, W])
-    is the region that may move. Nothing outside the changed box differs from the photo."""
+    is the region that may move; pins (photo coordinates) stay where they are. Nothing outside
+    the changed box differs from the photo."""
     from dragfu.project import ProjectionCache, project
 
     seconds: dict[str, float] = {}
     photo = np.ascontiguousarray(photo[..., :3])
     height, width = photo.shape[:2]
     every = list(handles) + list(targets) + [p for route in waypoints or [] for p in route]
+    every += list(pins or [])
     for x, y in every:
         if not (0 <= x <= width and 0 <= y <= height):
             raise BadInputError(f"drag point ({x:g}, {y:g}) is outside the {width}x{height} image")
@@ -131,6 +134,7 @@ def drag_photo(
         projection.generator, projection.ws,
         frame.to_model(local(handles), "handle"), frame.to_model(local(targets), "target"),
         waypoints=[frame.to_model(local(w), "waypoint") for w in waypoints] if waypoints else None,
+        pins=frame.to_model(local(pins), "pin") if pins else None,
         mask=model_mask, callback=drag_callback, **drag_settings,
     )  # fmt: skip
     seconds["drag"] = time.perf_counter() - started

@@ -24,6 +24,8 @@ class DragOutcome:
     seconds: float
     seconds_per_step: float
     converged: bool
+    stopped: bool = False  # ended by `stop`: the state reached
+    pins: list[tuple[float, float]] = field(default_factory=list)  # tracked pins, model coords
 
 
 @dataclass
@@ -81,7 +83,10 @@ class Backend(Protocol):
         targets: list[tuple[float, float]], *, waypoints: list | None, mask: np.ndarray | None,
         method: str, max_steps: int, preview_every: int, callback: Callable[[Any], None],
         cancel: threading.Event, seed: int, options: dict[str, Any],
+        stop: threading.Event | None = None, pins: list[tuple[float, float]] | None = None,
     ) -> DragOutcome:  # fmt: skip
         """Drag in model coordinates; ``callback(progress)`` every step (``step``, ``max_steps``,
-        ``points``, optional ``preview``)."""
+        ``points``, optional ``pins`` and ``preview``). ``cancel`` set: raise CancelledError;
+        ``stop`` set: end at the next step with the state reached (``stopped=True``). ``pins``:
+        points that must stay where they are."""
         ...

@@ -362,11 +362,17 @@ class Server(Runtime):
         waypoints = None
         if request.waypoints is not None:
             waypoints = [view.to_model(points, "waypoint") for points in request.waypoints]
+        extra: dict[str, Any] = {"stop": job.stop}
+        options = dict(request.options)
+        if request.preview_interval > 0:  # a drag setting of the real engine (DragSettings)
+            options.setdefault("preview_interval", request.preview_interval)
+        if request.pins:  # only when asked: a backend without pins still serves every other drag
+            extra["pins"] = view.to_model(request.pins, "pin")
         outcome = self.backend.drag(
             start.generator, start.ws, model_handles, model_targets, waypoints=waypoints,
             mask=model_mask, method=request.method, max_steps=request.max_steps,
             preview_every=request.preview_every, callback=self._drag_progress(job, view),
-            cancel=job.cancel, seed=request.drag_seed, options=request.options,
+            cancel=job.cancel, seed=request.drag_seed, options=options, **extra,
         )  # fmt: skip
         self.check_cancel(job)
         self._send_drag_result(request, start, view, outcome, start_time)
@@ -402,6 +408,7 @@ class Server(Runtime):
         m.check_points_inside(request.targets, size, "targets", rid)
         for i, points in enumerate(request.waypoints or []):
             m.check_points_inside(points, size, f"waypoints[{i}]", rid)
+        m.check_points_inside(request.pins, size, "pins", rid)
 
     @staticmethod
     def _drag_masks(
@@ -451,6 +458,9 @@ class Server(Runtime):
                 pixels, box, _ = view.edited(np.asarray(preview))
                 parts = [image_part("preview", pixels, request.output)]
                 fields["box"] = box
+            pins = getattr(progress, "pins", None)
+            if request.pins and pins:
+                fields["pins"] = _rounded(view.to_client(pins))
             self.send(
                 m.progress_header(
                     request.id, "drag", int(getattr(progress, "step", 0)),
@@ -486,6 +496,10 @@ class Server(Runtime):
         points = view.to_client(outcome.points)
         extra = {"paste": request.paste if start.frame is not None else "model"}
         extra.update(self._keep(latent_id))  # latent_key: a later run resumes from here
+        if getattr(outcome, "stopped", False):
+            extra["stopped"] = True
+        if request.pins and getattr(outcome, "pins", None):
+            extra["pins"] = _rounded(view.to_client(outcome.pins))
         if "new_content_share" in paste_stats:
             extra["new_content_share"] = paste_stats["new_content_share"]
         self.send(

@@ -27,7 +27,7 @@ from dragfu.protocol.frames import (
 )
 from dragfu_core.events import ErrorEvent, ProgressEvent, Result
 
-REQUEST_TYPES = ("hello", "load_model", "project", "drag", "cancel", "shutdown", "echo")
+REQUEST_TYPES = ("hello", "load_model", "project", "drag", "cancel", "stop", "shutdown", "echo")
 EVENT_TYPES = ("progress", "result", "error")
 
 # Every code an `error` frame can carry (docs/protocol.md lists what each means). Codes raised by
@@ -129,12 +129,18 @@ class Drag:
     drag_seed: int
     options: dict[str, Any] = field(default_factory=dict)
     paste: str = "warp"  # how a projected image gets the edit: "warp" its pixels, or "render"
+    pins: list[tuple[float, float]] = field(default_factory=list)  # points that must stay put
+    preview_interval: float = 0.0  # seconds: no preview sooner than this after the last one
 
 
 @dataclass(frozen=True)
 class Cancel:
     id: Any
     target: Any  # the request id to cancel; None = whatever is running or queued
+    # True (`stop`, or `cancel` with "keep": true): a drag ends at its next step and returns the
+    # state reached as its normal result; False: the request ends with a `cancelled` error.
+    keep: bool = False
+    kind: str = "cancel"  # the request type, for the result's `request` field
 
 
 @dataclass(frozen=True)
@@ -453,6 +459,15 @@ def parse_request(frame: Frame) -> Request:
         options = header.get("options") or {}
         if not isinstance(options, dict):
             raise _bad("bad_request", "'options' must be an object", rid)
+        pins = header.get("pins")
+        pins = parse_points(pins, "pins", rid) if pins else []
+        preview_interval = header.get("preview_interval", 0.0)
+        if not _is_number(preview_interval) or not 0 <= preview_interval <= 3600:
+            raise _bad(
+                "bad_request",
+                f"'preview_interval' must be seconds in [0, 3600], got {preview_interval!r}",
+                rid,
+            )
         return Drag(
             rid,
             _str_field(header, "model", rid),
@@ -470,14 +485,19 @@ def parse_request(frame: Frame) -> Request:
             _int_field(header, "drag_seed", 0, 0, 2**32 - 1, rid),
             options,
             _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
+            pins,
+            float(preview_interval),
         )
 
-    if kind == "cancel":
+    if kind in ("cancel", "stop"):
         _check_parts(frame, (), rid)
         target = header.get("target")
         if target is not None and request_id_of({"id": target}) is None:
             raise _bad("bad_request", "'target' must be a request id (string or integer)", rid)
-        return Cancel(rid, target)
+        keep = header.get("keep", kind == "stop")
+        if not isinstance(keep, bool):
+            raise _bad("bad_request", "'keep' must be true or false", rid)
+        return Cancel(rid, target, keep, kind)
 
     if kind == "shutdown":
         _check_parts(frame, (), rid)

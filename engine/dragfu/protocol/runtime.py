@@ -57,6 +57,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 class Job:
     request: Any
     cancel: threading.Event = field(default_factory=threading.Event)
+    # `stop` (cancel with keep): a drag ends at its next step and answers with the state reached.
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Stop(Exception):
@@ -240,6 +242,9 @@ class Runtime:
             return None
         if isinstance(request, m.Hello):
             self.hello(request)
+        elif isinstance(request, m.Cancel) and request.keep:
+            stopped = self.stop(request.target)
+            self.send(m.result_header(request.id, request.kind, stopped=stopped))
         elif isinstance(request, m.Cancel):
             cancelled = self.cancel(request.target)
             self.send(m.result_header(request.id, "cancel", cancelled=cancelled))
@@ -267,6 +272,18 @@ class Runtime:
                     job.cancel.set()
                     cancelled.append(job.request.id)
         return cancelled
+
+    def stop(self, target: Any = None) -> list[Any]:
+        """Stop the running and queued drags with request id ``target`` (None: all) at their
+        next step, keeping what they reached; other requests are not affected."""
+        stopped = []
+        with self._jobs_lock:
+            jobs = list(self._queued) + ([self._running] if self._running else [])
+            for job in jobs:
+                if isinstance(job.request, m.Drag) and (target is None or job.request.id == target):
+                    job.stop.set()
+                    stopped.append(job.request.id)
+        return stopped
 
     def _cancel_all(self) -> None:
         self.cancel(None)

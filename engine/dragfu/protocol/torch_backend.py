@@ -149,11 +149,11 @@ class EngineBackend:
             raise m.ProtocolError("bad_request", f"bad projection 'settings': {error}") from None
 
     def drag(self, G, ws, handles, targets, *, waypoints, mask, method, max_steps, preview_every,
-             callback, cancel, seed, options) -> DragOutcome:  # fmt: skip
+             callback, cancel, seed, options, stop=None, pins=None) -> DragOutcome:  # fmt: skip
         from dragfu.drag import DragSettings, drag
 
         # Extra drag settings by name (lr, r1, r2, lambda_fixed, stop_distance, precision, ...).
-        reserved = {"method", "max_steps", "preview_every"}
+        reserved = {"method", "max_steps", "preview_every", "pins", "stop"}
         known = {f.name for f in dataclasses.fields(DragSettings)} - reserved
         unknown = sorted(set(options) - known)
         if unknown:
@@ -162,7 +162,8 @@ class EngineBackend:
             )
         result = drag(
             G, ws, handles, targets, waypoints=waypoints, mask=mask, method=method, max_steps=max_steps,
-            preview_every=preview_every, callback=callback, cancel=cancel, seed=seed, **options,
+            preview_every=preview_every, callback=callback, cancel=cancel, seed=seed, stop=stop,
+            pins=pins or None, **options,
         )  # fmt: skip
         return DragOutcome(
             image=np.asarray(result.image),
@@ -172,6 +173,8 @@ class EngineBackend:
             seconds=float(result.seconds),
             seconds_per_step=float(result.seconds_per_step),
             converged=bool(result.converged),
+            stopped=bool(result.stopped),
+            pins=[(float(x), float(y)) for x, y in result.pins],
         )
 
 

@@ -437,17 +437,23 @@ class EngineClient(object):
             raise EngineError("bad_frame", "the engine sent a bad frame: %s" % item.message)
         return item
 
-    def events(self, request_id, timeout=None, should_cancel=None, cancel_grace=10.0):
+    def events(self, request_id, timeout=None, should_cancel=None, cancel_grace=10.0, should_stop=None):
         """Yield the events of one request (``ProgressEvent``s, then the ``Result``); raise on ``error``.
 
         ``should_cancel``: polled about ten times a second; when it returns True a ``cancel`` is
         sent, and if the engine has not ended the request ``cancel_grace`` seconds later it is
-        killed. ``timeout``: longest silence (default ``event_timeout``); the engine is killed after it.
+        killed. ``should_stop``: polled the same way; when it returns True a ``stop`` is sent once
+        (a drag then ends with its normal result, from the state it reached). ``timeout``: longest
+        silence (default ``event_timeout``); the engine is killed after it.
         """
         silence = self.event_timeout if timeout is None else timeout
         last_event = _clock()
         cancel_sent_at = None
+        stop_sent = False
         while True:
+            if not stop_sent and cancel_sent_at is None and should_stop is not None and should_stop():
+                self.stop(request_id)
+                stop_sent = True
             backlog = self._pending.get(request_id)
             if backlog:
                 frame = backlog.popleft()
@@ -500,10 +506,11 @@ class EngineClient(object):
             yield frame if isinstance(frame, Result) else Result.from_frame(frame)
             return
 
-    def wait(self, request_id, progress=None, should_cancel=None, timeout=None, cancel_grace=10.0):
+    def wait(self, request_id, progress=None, should_cancel=None, timeout=None, cancel_grace=10.0,
+             should_stop=None):
         """Wait for a request's ``Result``, calling ``progress(event)`` for each ``ProgressEvent``."""
         result = None
-        for event in self.events(request_id, timeout, should_cancel, cancel_grace):
+        for event in self.events(request_id, timeout, should_cancel, cancel_grace, should_stop):
             if isinstance(event, ProgressEvent):
                 if progress is not None:
                     progress(event)
@@ -512,10 +519,10 @@ class EngineClient(object):
         return result
 
     def request(self, type_, fields=None, parts=None, progress=None, should_cancel=None, timeout=None,
-                cancel_grace=10.0):
+                cancel_grace=10.0, should_stop=None):
         """Send a request and wait for its ``Result`` (a frame: ``header`` and ``parts``)."""
         request_id = self.send(type_, fields, parts)
-        return self.wait(request_id, progress, should_cancel, timeout, cancel_grace)
+        return self.wait(request_id, progress, should_cancel, timeout, cancel_grace, should_stop)
 
     def cancel(self, target=None):
         """Ask the engine to cancel ``target`` (a request id; None = everything). Does not wait:
@@ -524,6 +531,14 @@ class EngineClient(object):
         request_id = self.new_id()
         self._ignored.add(request_id)  # its own small result is dropped when it arrives
         return self.send("cancel", fields, request_id=request_id)
+
+    def stop(self, target=None):
+        """Ask the engine to stop the drag ``target`` (None = every drag) at its next step and
+        answer with the state reached (its normal ``result``, ``stopped: true``). Does not wait."""
+        fields = {} if target is None else {"target": target}
+        request_id = self.new_id()
+        self._ignored.add(request_id)  # its small result (or an old engine's error) is dropped
+        return self.send("stop", fields, request_id=request_id)
 
     # -- typed requests -----------------------------------------------------------------------
 
@@ -556,14 +571,17 @@ class EngineClient(object):
 
     def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
              mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
-             progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None):
+             progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None, pins=None,
+             should_stop=None, options=None, preview_interval=None):
         """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
 
         The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
         ``mask`` (a Part, uint8 [H, W], nonzero = may move) limits what moves. Returns the result
         frame: ``parts["image"]`` (the part of the sent image inside ``header["box"]``, [x, y, w,
         h]: what the edit changed; ``paste`` "warp" or "render" says how), ``header["points"]`` (where the handles ended up) and
-        ``header["latent_id"]`` (to keep dragging from the result).
+        ``header["latent_id"]`` (to keep dragging from the result). ``pins``: points that must stay
+        where they are. ``should_stop``: polled; when true a ``stop`` is sent (Stop = keep).
+        ``preview_interval``: seconds; no preview sooner than this after the last one.
         """
         fields = {
             "handles": [[float(x), float(y)] for x, y in handles],
@@ -578,9 +596,15 @@ class EngineClient(object):
                 fields[key] = value
         if waypoints is not None:
             fields["waypoints"] = [[[float(x), float(y)] for x, y in points] for points in waypoints]
+        if pins:
+            fields["pins"] = [[float(x), float(y)] for x, y in pins]
+        if options:
+            fields["options"] = dict(options)
+        if preview_interval:  # an engine that predates it ignores the field
+            fields["preview_interval"] = float(preview_interval)
         parts = [_renamed(mask, "mask")] if mask is not None else None
         return self.request("drag", fields, parts, progress=progress, should_cancel=should_cancel,
-                            timeout=timeout, cancel_grace=cancel_grace)
+                            timeout=timeout, cancel_grace=cancel_grace, should_stop=should_stop)
 
 
 class SocketClient(EngineClient):

@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import composite as composite_mod
-from . import geometry, mask, source as source_mod, strokes
+from . import geometry, live, mask, source as source_mod, strokes
 from .progress import Progress
 
 PATHS_SELECTED = "selected"
@@ -105,6 +105,17 @@ class Host(object):
     def progress(self, fraction, text):
         pass
 
+    # The live preview (dragfu_core.live): hosts that can show it set live_preview = True.
+    live_preview = False
+
+    def preview_update(self, area, rect, rgb):
+        """Show rgb (8-bit RGB, rect.width * rect.height pixels) over rect (layer coordinates,
+        inside area) in a preview layer covering area directly above the source; the layer is
+        made on the first call. Never part of the undo history."""
+
+    def preview_remove(self):
+        """Remove the preview layer (no undo step)."""
+
     def insert_result(self, rect, pixels, name, frames):
         """Create the new layer directly above the source: a copy of the source with rect
         replaced by pixels, named name; frames (list of (label, pixels)) go into a layer group.
@@ -140,14 +151,16 @@ def plan(info, raw_strokes, selection, options, model_size=None):
     """(crop Rect in layer coordinates, drags in crop coordinates, drags in layer coordinates,
     notes). Raises JobError when there is nothing to drag. model_size: (width, height) of the
     model's images (None: square), whose aspect ratio the crop takes where the layer allows."""
-    drags, notes = strokes.drags_from_strokes(raw_strokes)
-    if not drags:
+    drags, notes = strokes.drags_from_strokes(raw_strokes)  # pins included (one anchor)
+    if not strokes.split_pins(drags)[0]:
         where = "the selected path" if options.paths == PATHS_SELECTED else "the visible paths"
+        if drags:
+            notes = notes + ["%d pin%s but nothing that moves" % (len(drags), "" if len(drags) == 1 else "s")]
         detail = (" (" + "; ".join(notes) + ")") if notes else ""
         raise JobError(
             "no drag found in %s%s" % (where, detail),
             "With the Paths tool draw one open stroke per drag: first anchor = handle, "
-            "last anchor = target.",
+            "last anchor = target; a stroke of one anchor is a pin (a point that stays).",
             "no_drags",
         )
     layer_drags = [d.translated(-info.offsets[0], -info.offsets[1]) for d in drags]
@@ -178,8 +191,11 @@ def inner_edges(crop, info):
 
 
 def layer_name(drags, model, steps):
-    count = len(drags)
+    moving, pins = strokes.split_pins(drags)
+    count = len(moving)
     what = "%d drag%s" % (count, "" if count == 1 else "s")
+    if pins:
+        what += ", %d pin%s" % (len(pins), "" if len(pins) == 1 else "s")
     if steps:
         what += ", %d steps" % steps
     return "Drag-Fu: %s (%s)" % (what, model)
@@ -238,19 +254,24 @@ def run(host, options, config, session_factory=None):
         seconds = {"read": _clock() - started}
         started = _clock()
         resume_args = {"from_key": from_key} if from_key else {}
-        outcome = session.run(
-            model=model,
-            image=rgb,
-            width=crop.width,
-            height=crop.height,
-            drags=crop_drags,
-            movable=movable,
-            steps=steps,
-            keep_frames=options.keep_frames,
-            weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
-            align_points=[p for d in crop_drags for p in d.points()],
-            **resume_args
-        )
+        preview = live.LiveDrag(host, report, crop, rgb, crop_drags)
+        try:
+            outcome = session.run(
+                model=model,
+                image=rgb,
+                width=crop.width,
+                height=crop.height,
+                drags=crop_drags,
+                movable=movable,
+                steps=steps,
+                keep_frames=options.keep_frames,
+                weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
+                align_points=[p for d in crop_drags for p in d.points()],
+                live=preview,
+                **resume_args
+            )
+        finally:
+            preview.finish()  # the preview layer goes first: success, stop, cancel or error
     finally:
         session.close()
 

@@ -73,4 +73,7 @@ class Progress(object):
             distance = fields.get("mean_distance")
         if isinstance(distance, (int, float)):
             parts.append("distance %.1f px" % distance)
+        per_step = fields.get("seconds_per_step")
+        if isinstance(per_step, (int, float)) and per_step > 0:
+            parts.append("%.2f s/step" % per_step)
         return "%s: %s" % (self._prefix, ", ".join(parts))

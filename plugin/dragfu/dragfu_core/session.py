@@ -89,17 +89,25 @@ class EngineSession(object):
 
     def _on_event(self, frame):
         header = frame.header
-        fields = {}
-        distances = header.get("distances")
-        if distances:
-            fields["distance"] = max(distances)
-        if header.get("model"):
-            fields["model"] = header["model"]
-        self.progress.stage(header.get("stage"), header.get("step"), header.get("total"), **fields)
         preview = frame.parts.get("preview")
-        if preview is not None and self._frames is not None:
+        image = None
+        if preview is not None:
             pixels, width, height = _array_image(preview)
-            box = header.get("box") or (0, 0, width, height)
+            image = (pixels, width, height, header.get("box") or (0, 0, width, height))
+        live = getattr(self, "_live", None)
+        if live is not None and progress_stage(header) == "drag":
+            live.on_progress(header, image)  # the progress line and the live preview
+        else:
+            fields = {}
+            distances = header.get("distances")
+            if distances:
+                fields["distance"] = max(distances)
+            if header.get("model"):
+                fields["model"] = header["model"]
+            self.progress.stage(header.get("stage"), header.get("step"), header.get("total"), **fields)
+        frames_every = getattr(self, "_frames_every", 1)
+        if image is not None and self._frames is not None and int(header.get("step") or 0) % frames_every == 0:
+            pixels, width, height, box = image
             self._frames.append(("Step %d" % int(header.get("step") or 0), pixels, width, height, box))
 
     def load_model(self, model):
@@ -143,10 +151,15 @@ class EngineSession(object):
         return self._loaded[model]
 
     def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None,
-            align_points=None, from_key=None):
+            align_points=None, from_key=None, live=None):
+        """live: a live.LiveDrag (progress line, live preview, the user's stop); drags may hold
+        pins (strokes.Drag.is_pin), sent as the drag's `pins`. from_key: resume from a result
+        layer's stored latent instead of projecting."""
         from .job import EngineOutcome
+        from .strokes import split_pins
 
         self._frames = [] if keep_frames else None
+        drags, pins = split_pins(drags)
         with self._engine_errors_as_job_errors():
             self._load_model(model)
             fields = {"model": model, "output": "array", "cache": bool(self.options.reuse_projection)}
@@ -173,28 +186,36 @@ class EngineSession(object):
             mask_part = None
             if movable is not None:
                 mask_part = rgb_part("mask", bytes(movable), width, height, channels=1)
-            preview_every = max(1, int(steps) // 24) if keep_frames else 0
+            frames_every = max(1, int(steps) // 24) if keep_frames else 0
+            preview_every = live.preview_every(steps) if live is not None else 0
+            self._frames_every = 1
+            if preview_every and frames_every:  # the frames: every preview close to steps // 24
+                self._frames_every = max(1, frames_every // preview_every) * preview_every
+            preview_every = preview_every or frames_every
             self.progress.stage("drag", 0, steps)
-            result = self.client.drag(
-                [d.handle for d in drags],
-                [d.target for d in drags],
-                projection_id=projection_id,
-                waypoints=waypoints,
-                mask=mask_part,
-                model=model,
-                max_steps=int(steps),
-                preview_every=preview_every,
-                paste=self.options.paste,
-                output="array",
-                progress=self._on_event,
-                should_cancel=self.cancel,
-            )
+            self._live = live
+            stop = live.stop if live is not None else None
+            if stop is not None:
+                stop.install()
+            try:
+                options = live.drag_fields() if live is not None and preview_every else {}
+                result = self._drag(drags, pins, projection_id, waypoints, mask_part, model, steps,
+                                    preview_every, stop, options)
+            finally:
+                self._live = None
+                if stop is not None:
+                    stop.uninstall()
             header = result.header
             pixels, out_w, out_h = _array_image(result.parts["image"])
             box = header.get("box") or (0, 0, out_w, out_h)
             notes = []
             distances = header.get("distances") or []
-            if distances and not header.get("converged", True):
+            if header.get("stopped"):
+                notes.append(
+                    "stopped on request after %s steps: the result is the state reached"
+                    % header.get("steps")
+                )
+            elif distances and not header.get("converged", True):
                 notes.append(
                     "the handles stopped up to %.1f px short of their targets after %s steps "
                     "(more steps may help)" % (max(distances), header.get("steps"))
@@ -208,6 +229,26 @@ class EngineSession(object):
                 alignment=projected.header.get("alignment"),
             )
 
+    def _drag(self, drags, pins, projection_id, waypoints, mask_part, model, steps, preview_every, stop,
+              options):
+        return self.client.drag(
+            [d.handle for d in drags],
+            [d.target for d in drags],
+            projection_id=projection_id,
+            waypoints=waypoints,
+            mask=mask_part,
+            model=model,
+            max_steps=int(steps),
+            preview_every=preview_every,
+            paste=self.options.paste,
+            output="array",
+            progress=self._on_event,
+            should_cancel=self.cancel,
+            pins=[p.handle for p in pins],
+            should_stop=stop,
+            **options
+        )
+
     def close(self):
         if self.client is not None:
             try:
@@ -218,6 +259,12 @@ class EngineSession(object):
                 except Exception:
                     pass
             self.client = None
+
+
+def progress_stage(header):
+    from .progress import stage_of
+
+    return stage_of(header.get("stage"))
 
 
 def model_size(value):

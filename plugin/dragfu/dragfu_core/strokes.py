@@ -3,7 +3,9 @@
 GIMP gives a Bezier stroke as a flat list of floats, 6 per anchor: the incoming control
 point, the anchor, the outgoing control point (each x, y). Only anchors matter here: the first
 anchor is the drag's handle, the last its target, anchors in between are waypoints the handle
-should pass through. Coordinates are image coordinates (x right, y down; GIMP's path system).
+should pass through. A stroke of a single anchor is a *pin*: a point that must stay where it is
+while the others move (a Drag whose target is its handle, `is_pin`). Coordinates are image
+coordinates (x right, y down; GIMP's path system).
 """
 
 FLOATS_PER_ANCHOR = 6
@@ -20,8 +22,15 @@ class Drag(object):
         self.waypoints = [(float(x), float(y)) for x, y in waypoints]
         self.source = source  # e.g. 'path "drag 1", stroke 2', for messages
 
+    @property
+    def is_pin(self):
+        """A point that must stay where it is (one anchor): handle and target are the same."""
+        return self.handle == self.target and not self.waypoints
+
     def points(self):
-        """Handle, waypoints, target in order."""
+        """Handle, waypoints, target in order (a pin: its one point)."""
+        if self.is_pin:
+            return [self.handle]
         return [self.handle] + list(self.waypoints) + [self.target]
 
     def length(self):
@@ -69,9 +78,10 @@ def drags_from_strokes(strokes, min_length=0.5):
 
     strokes: iterable of (points, closed, label): points is GIMP's flat float list, closed a
     bool, label a short human description ('path "a", stroke 1') for messages.
-    Returns (drags, notes): notes are one-line messages about strokes that were skipped
-    (closed strokes: a closed outline has no direction; single anchors; zero-length drags,
-    whose handle already sits on its target). Duplicate consecutive anchors are merged.
+    Returns (drags, notes): drags include pins (single-anchor strokes, `is_pin`); notes are
+    one-line messages about strokes that were skipped (closed strokes: a closed outline has no
+    direction; zero-length drags, whose last anchor comes back to the first). Duplicate
+    consecutive anchors are merged (two clicks on one spot make a pin).
     """
     drags = []
     notes = []
@@ -83,8 +93,10 @@ def drags_from_strokes(strokes, min_length=0.5):
         for anchor in anchors_from_points(points):
             if not anchors or _distance(anchors[-1], anchor) > 1e-6:
                 anchors.append(anchor)
-        if len(anchors) < 2:
-            notes.append("%s has a single anchor: ignored (draw handle, then target)" % label)
+        if len(anchors) == 1:
+            drags.append(Drag(anchors[0], anchors[0], (), label))  # a pin
+            continue
+        if not anchors:
             continue
         drag = Drag(anchors[0], anchors[-1], anchors[1:-1], label)
         if drag.length() < min_length:
@@ -92,6 +104,11 @@ def drags_from_strokes(strokes, min_length=0.5):
             continue
         drags.append(drag)
     return drags, notes
+
+
+def split_pins(drags):
+    """(moving drags, pins) from a list that holds both."""
+    return [d for d in drags if not d.is_pin], [d for d in drags if d.is_pin]
 
 
 def _distance(a, b):
