@@ -75,6 +75,18 @@ def running_engine(conf):
     return pid
 
 
+def wait_for_stored(key, seconds=60):
+    """Until the engine's background write of the drag result `key` is on disk (a SIGKILL before
+    it would lose it, and the next run would rightly project again)."""
+    folder = os.path.join(os.environ["DRAGFU_CACHE_DIR"], "latents")
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if os.path.isdir(folder) and any(key in name and not name.startswith(".") for name in os.listdir(folder)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the engine never stored the drag result {key}")
+
+
 def kill_engine(conf):
     pid = running_engine(conf)
     assert pid
@@ -148,6 +160,7 @@ def test_a_second_drag_on_the_result_layer_does_not_project(config):
     assert not [n for n in second.notes if "projected again" in n], second.notes
 
     # A new GIMP session (the engine gone): the latent comes from the engine's disk cache.
+    wait_for_stored(mark2["latent_key"])  # the engine writes it in the background
     kill_engine(config)
     third, layer3, _ = drag(image, layer2, config, (78.5, 88.5), (80.5, 84.5))
     assert third.resumed is True, third.notes
