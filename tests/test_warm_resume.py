@@ -81,7 +81,9 @@ def wait_for_stored(key, seconds=60):
     folder = os.path.join(os.environ["DRAGFU_CACHE_DIR"], "latents")
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if os.path.isdir(folder) and any(key in name and not name.startswith(".") for name in os.listdir(folder)):
+        if os.path.isdir(folder) and any(
+            key in name and not name.startswith(".") for name in os.listdir(folder)
+        ):
             return
         time.sleep(0.1)
     raise AssertionError(f"the engine never stored the drag result {key}")
