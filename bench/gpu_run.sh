@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH=$PWD/engine:/tmp/site
+export PYTHONPATH=$PWD/engine:$PWD/plugin/dragfu:/tmp/site  # dragfu_core: the protocol codec
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$OUT/gpu.txt"
 B="python3 -m bench"  # from the repository root
