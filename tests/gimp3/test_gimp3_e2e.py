@@ -26,14 +26,6 @@ SCENE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gimp_scene.py"
 CHANNELS = {"RGB": 3, "RGBA": 4, "Y": 1, "YA": 2}
 
 
-@pytest.fixture(scope="module")
-def gimp_mode():
-    try:
-        return harness.ensure_gimp()
-    except harness.Unavailable as reason:
-        pytest.skip(str(reason))
-
-
 def run_scene(mode, params, pixels, engine_config=None, fake_engine=False, timeout=600, files=()):
     """Build the scene in GIMP 3, run the plug-in, return (report, source, new) arrays.
     files: paths copied into the run's work folder ("{work}/NAME" in the engine config)."""

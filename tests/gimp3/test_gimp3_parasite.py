@@ -56,14 +56,6 @@ json.dump(report, open(%(out)r, "w"))
 """
 
 
-@pytest.fixture(scope="module")
-def gimp_mode():
-    try:
-        return harness.ensure_gimp()
-    except harness.Unavailable as reason:
-        pytest.skip(str(reason))
-
-
 def test_the_source_parasite_is_attached_read_and_kept_in_the_xcf(gimp_mode):
     run = harness.GimpRun(gimp_mode)
     try:

@@ -54,14 +54,6 @@ kill $XVFB 2>/dev/null
 """
 
 
-@pytest.fixture(scope="module")
-def gimp_mode():
-    try:
-        return harness.ensure_gimp()
-    except harness.Unavailable as reason:
-        pytest.skip(str(reason))
-
-
 def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
     """...and the live preview (the fake engine's drag is slowed so that it shows) never entered
     the undo history: a second Ctrl+Z finds nothing to undo (it would bring the preview back)."""
