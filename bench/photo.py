@@ -22,15 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dragfu.cli.demo import world_frame
+from dragfu.cli.demo import measure, world_frame
 from dragfu.models import load_generator
-from dragfu.photo.alignment import sample_model_frame
 from dragfu.photo.pipeline import drag_photo
 from dragfu.toy import params_from_unit
-from dragfu.toy.detector import detect
 from dragfu.toy.photo import HF_SIGMA, PhotoSpec, build_photo
 
-# Five points: both mouth corners outward, the mouth's bottom down, both eyes held... as drags:
+# Five points: both mouth corners outward, the mouth's bottom down, both eyes up and outward.
 FIVE = {
     "mouth_left": (-5.0, 0.0), "mouth_right": (5.0, 0.0), "mouth_bottom": (0.0, 3.0),
     "left_eye": (-2.0, -2.0), "right_eye": (2.0, -2.0),
@@ -59,20 +57,6 @@ def grain_ratio(before, after, box, keep_away, radius) -> float | None:
     return float(energy(after)[region].mean() / energy(before)[region].mean())
 
 
-def landmark_distance(image, frame, names, world_targets) -> float | None:
-    found = detect(sample_model_frame(image, frame))
-    if any(n not in found.points for n in names):
-        return None
-    return float(
-        np.mean(
-            [
-                np.hypot(*np.subtract(found.points[n], t))
-                for n, t in zip(names, world_targets, strict=True)
-            ]
-        )
-    )
-
-
 def one_run(G, spec, drags, selection: bool, steps: int, paste: str = "warp") -> dict:
     started = time.perf_counter()
     photo = build_photo(spec)
@@ -96,7 +80,7 @@ def one_run(G, spec, drags, selection: bool, steps: int, paste: str = "warp") ->
         "scale": spec.scale, "angle": spec.angle, "points": len(names), "selection": selection,
         "paste": paste,
         "canvas": list(spec.canvas), "grain": spec.grain,
-        "md_model_px": landmark_distance(edit.image, frame, names, world_targets),
+        "md_model_px": measure(edit.image, frame, names, world_targets),
         "steps": edit.result.steps, "converged": edit.result.converged,
         "found_scale": round(edit.alignment.scale, 3), "found_angle": edit.alignment.angle,
         "changed_share": float(np.any(edit.image != photo.image, axis=-1).mean()),

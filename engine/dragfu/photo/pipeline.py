@@ -6,7 +6,6 @@ the same steps split over its `project` and `drag` requests).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,7 +152,3 @@ def drag_photo(
         image, box, (x0, y0, x1, y1), frame, projection, result, points,
         {k: round(v, 4) for k, v in seconds.items()}, notes,
     )  # fmt: skip
-
-
-def point_distance(a: Sequence[Point], b: Sequence[Point]) -> float:
-    return float(np.mean([math.hypot(p[0] - q[0], p[1] - q[1]) for p, q in zip(a, b, strict=True)]))

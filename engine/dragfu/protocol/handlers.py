@@ -81,14 +81,15 @@ class DragView:
             return [(float(x), float(y)) for x, y in points]
         return self.frame.to_client(points)
 
-    def edited(self, image: np.ndarray) -> tuple[np.ndarray, list[int], dict[str, Any]]:
-        """The client's image with the model's image applied: the box that changed, its pixels."""
+    def edited(self, image: np.ndarray) -> tuple[np.ndarray, list[int], Any]:
+        """The client's image with the model's image applied: the pixels of the box that
+        changed, the box, and the whole edit (a PhotoEdit; None for a seed's own image)."""
         width, height = self.size
         if self.frame is None:
-            return image, [0, 0, width, height], {}
+            return image, [0, 0, width, height], None
         edit = self.frame.paste(image, self.mask, self.paste)
         x0, y0, x1, y1 = edit.box or (0, 0, width, height)
-        return edit.image[y0:y1, x0:x1], [x0, y0, x1 - x0, y1 - y0], edit.stats
+        return edit.image[y0:y1, x0:x1], [x0, y0, x1 - x0, y1 - y0], edit
 
 
 def _rounded(points: list[Point]) -> list[list[float]]:
@@ -478,18 +479,14 @@ class Server(Runtime):
     ) -> None:
         """Paste the dragged image into the client's, keep the new latent, send the result."""
         paste_start = time.perf_counter()
-        pixels, box, paste_stats = view.edited(np.asarray(outcome.image))
+        after = np.asarray(outcome.image)
+        pixels, box, edit = view.edited(after)
         paste_seconds = time.perf_counter() - paste_start
         encode_start = time.perf_counter()
         part = image_part("image", pixels, request.output)
         encode_seconds = time.perf_counter() - encode_start
-        next_frame = None
-        if start.frame is not None:  # the next drag continues from the edited image
-            whole = start.frame.photo.copy()
-            whole[box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = pixels
-            next_frame = dataclasses.replace(
-                start.frame, photo=whole, before=np.asarray(outcome.image)
-            )
+        # The next drag continues from the edited image.
+        next_frame = start.frame.after_edit(edit, after) if edit is not None else None
         latent_id = self._store_latent(
             "l", Latent(start.model, start.generator, outcome.ws, start.size, next_frame)
         )
@@ -500,8 +497,8 @@ class Server(Runtime):
             extra["stopped"] = True
         if request.pins and getattr(outcome, "pins", None):
             extra["pins"] = _rounded(view.to_client(outcome.pins))
-        if "new_content_share" in paste_stats:
-            extra["new_content_share"] = paste_stats["new_content_share"]
+        if edit is not None and "new_content_share" in edit.stats:
+            extra["new_content_share"] = edit.stats["new_content_share"]
         self.send(
             m.result_header(
                 request.id, "drag", latent_id=latent_id, model=start.model,
