@@ -28,7 +28,7 @@ PY27 = Path("/root/.pyenv/versions/2.7.18/bin/python")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from conftest import make_tiny_generator
+    from tests.conftest import make_tiny_generator
 
     return save_generator(
         make_tiny_generator(), tmp_path_factory.mktemp("models") / "tiny.safetensors"

@@ -29,7 +29,7 @@ def open_engine(argv: list[str]) -> EngineClient:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from conftest import make_tiny_generator
+    from tests.conftest import make_tiny_generator
 
     return save_generator(
         make_tiny_generator(), tmp_path_factory.mktemp("models") / "tiny.safetensors"
