@@ -559,11 +559,10 @@ def test_a_bug_in_a_quick_request_is_an_internal_error_not_a_dead_server(harness
 
 def test_real_drag_stops_at_the_step_during_which_cancel_arrives(tmp_path):
     """With the real engine: a cancel that arrives during step 2 means no step 3 is computed."""
-    from tests.conftest import make_tiny_generator
-
     from dragfu.models import save_generator
     from dragfu.protocol.frames import read_all
     from dragfu.protocol.server import EngineBackend
+    from tests.conftest import make_tiny_generator
 
     model = str(save_generator(make_tiny_generator(), tmp_path / "tiny.safetensors"))
     frames = []
