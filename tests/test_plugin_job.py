@@ -83,8 +83,9 @@ class FakeSession:
     seen = []
     model_size = None  # what load_model answers: the model's (width, height), or None
 
-    def __init__(self, config, options, report):
+    def __init__(self, config, options, report, cancel=None):
         self.report = report
+        self.cancel = cancel
 
     def load_model(self, model):
         return FakeSession.model_size
@@ -235,8 +236,8 @@ def test_flatpak_passes_the_environment_as_options():
 
 
 def run_real_client(host, options, config, cancel=None):
-    def factory(cfg, opts, report):
-        return session.EngineSession(cfg, opts, report, cancel)
+    def factory(cfg, opts, report, cancel=None, given=cancel):
+        return session.EngineSession(cfg, opts, report, given or cancel)
 
     return job.run(host, options, config, factory)
 
@@ -477,6 +478,49 @@ def test_stop_keeps_the_state_reached_cancel_discards(tmp_path, monkeypatch):
         run_real_client(host, job.Options(steps=40), {"engine_command": engine}, cancel=flag)
     assert info.value.code == "cancelled" and host.inserted is None
     assert host.updates and host.removed == 1 and host.preview is None
+
+
+class WindowHost(PreviewHost):
+    """A host with a window of its own (GIMP 3's interactive runs): its Stop or Cancel button is
+    pressed once the drag has reached step 8; the client polls the buttons."""
+
+    def __init__(self, press, **kwargs):
+        super().__init__(**kwargs)
+        self.press, self.pressed, self.polls, self.started = press, False, 0, 0
+
+    def drag_started(self):
+        self.started += 1
+
+    def progress(self, fraction, text):
+        super().progress(fraction, text)
+        if "dragging step 8 " in text:
+            self.pressed = True
+
+    def _button(self, which):
+        self.polls += 1
+        return self.pressed and self.press == which
+
+    def stop_requested(self):
+        return self._button("stop")
+
+    def cancel_requested(self):
+        return self._button("cancel")
+
+
+def test_the_hosts_window_stops_and_keeps_or_cancels_and_discards():
+    engine = FAKE_ENGINE + ["--step-delay", "0.05"]
+    stroke = [(flat((30.5, 30.5), (70.5, 30.5)), False, "s1")]
+    host = WindowHost("stop", strokes=stroke)
+    result = run_real_client(host, job.Options(steps=40), {"engine_command": engine})
+    assert any("stopped on request" in n for n in result.notes) and 8 <= result.steps < 40
+    assert host.started == 1 and host.polls > 8 and host.inserted is not None
+    assert host.removed == 1 and host.preview is None
+
+    host = WindowHost("cancel", strokes=stroke)
+    with pytest.raises(job.JobError) as info:
+        run_real_client(host, job.Options(steps=40), {"engine_command": engine})
+    assert info.value.code == "cancelled" and host.inserted is None
+    assert host.removed == 1 and host.preview is None
 
 
 def test_pins_alone_are_not_a_drag_and_reach_the_engine_with_the_drags():

@@ -145,6 +145,20 @@ def test_progress_line_has_step_distance_and_seconds_per_step():
     assert texts[1] == "Drag-Fu: dragging step 3 of 100, distance 17.2 px, 0.50 s/step"
 
 
+def test_a_late_preview_is_shown_but_the_progress_line_never_goes_back():
+    drag, host, clock, texts = make()
+    drag.on_progress(event(0, [[5.5, 5.5]], (20.0,)))
+    clock.now += 1.0
+    drag.on_progress(event(4, [[9.5, 5.5]], (16.0,)))
+    clock.now += 1.0
+    shown = drag.on_progress(event(2, [[7.5, 5.5]], (18.0,)), preview((0, 0, 8, 8)))
+    assert shown and host.calls[-1][0] == "update"
+    assert texts == [
+        "Drag-Fu: dragging step 0 of 100, distance 20.0 px",
+        "Drag-Fu: dragging step 4 of 100, distance 16.0 px, 0.25 s/step",
+    ]
+
+
 def test_stop_flag_by_file_and_by_signal(tmp_path):
     path = tmp_path / "stop"
     path.write_text("left over from an earlier run")

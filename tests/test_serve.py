@@ -7,6 +7,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -505,6 +506,77 @@ def test_drag_previews_arrive_at_the_sent_size(harness):
     assert previews and all(f.header["step"] % 3 == 0 for f in previews)
     with Image.open(io.BytesIO(previews[0].parts["preview"].data)) as png:
         assert png.size == (40, 20)
+
+
+def _slow_previews(monkeypatch, seconds: float, fail: bool = False) -> None:
+    """Every preview's paste takes `seconds` (as a big photo's does on a CPU), or fails."""
+    from dragfu.protocol import handlers
+
+    edited = handlers.DragView.edited
+
+    def slow(self, image):
+        time.sleep(seconds)
+        if fail:
+            raise ValueError("paste failed")
+        return edited(self, image)
+
+    monkeypatch.setattr(handlers.DragView, "edited", slow)
+
+
+def _projected(h) -> str:
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    projection = terminal(
+        h.request({"type": "project", "id": "p"}, [rgb_array_part("image", image)])
+    )
+    return projection.header["projection_id"]
+
+
+def test_a_slow_preview_paste_does_not_hold_up_the_drag(harness, monkeypatch):
+    """Previews are pasted beside the drag: the steps after one go out while it is pasted, the
+    newest preview replaces a waiting one (which goes out without its picture), every step is
+    reported once, and the result waits for the previews in hand."""
+    _slow_previews(monkeypatch, 0.4)
+    h = harness()
+    frames = h.request(
+        {"type": "drag", "id": "d", "projection_id": _projected(h), "handles": [[4, 4]],
+         "targets": [[30, 4]], "preview_every": 1, "max_steps": 6, "preview_interval": 0.01}
+    )  # fmt: skip
+    assert frames[-1].type == "result"
+    steps = [f.header["step"] for f in frames if f.type == "progress"]
+    assert sorted(steps) == list(range(len(steps))) and len(steps) >= 4
+    with_picture = [f.header["step"] for f in frames if "preview" in f.parts]
+    # The rest arrived while the first was still being pasted; the newest waited for it.
+    assert with_picture == [0, max(steps)]
+    assert steps.index(0) > steps.index(1)  # the first preview arrived after later steps
+    assert "box" in frames[steps.index(0)].header
+
+
+def test_without_an_interval_every_preview_keeps_its_picture(harness, monkeypatch):
+    """A client that keeps every frame (no preview_interval: `keep frames`, the CLI) gets each
+    preview, still pasted beside the drag."""
+    _slow_previews(monkeypatch, 0.1)
+    h = harness()
+    frames = h.request(
+        {"type": "drag", "id": "d", "projection_id": _projected(h), "handles": [[4, 4]],
+         "targets": [[30, 4]], "preview_every": 2, "max_steps": 6}
+    )  # fmt: skip
+    steps = [f.header["step"] for f in frames if f.type == "progress"]
+    with_picture = [f.header["step"] for f in frames if "preview" in f.parts]
+    assert sorted(steps) == list(range(len(steps)))
+    assert with_picture == [s for s in range(len(steps)) if s % 2 == 0]
+    assert frames[-1].type == "result"
+
+
+def test_a_failing_preview_paste_ends_the_drag_with_an_error(harness, monkeypatch):
+    _slow_previews(monkeypatch, 0.05, fail=True)
+    h = harness()
+    frames = h.request(
+        {"type": "drag", "id": "d", "projection_id": _projected(h), "handles": [[4, 4]],
+         "targets": [[30, 4]], "preview_every": 1, "max_steps": 6}
+    )  # fmt: skip
+    assert frames[-1].type == "error" and "paste failed" in frames[-1].header["message"]
+    ping = terminal(h.request({"type": "hello", "id": "after"}))
+    assert ping.type == "result"  # the engine serves on
 
 
 def test_latents_are_forgotten_oldest_first(harness):

@@ -49,12 +49,74 @@ REGION_CHOICES = [
 ]
 
 
-class Gimp3Host(job.Host):
-    """GIMP 3 side of dragfu_core.job.Host (Gegl buffers, Gimp.Path, Gimp.Selection)."""
+class DragWindow(object):
+    """An interactive run's own window: what the run is doing, "Stop and keep" (the drag ends
+    within a step and its state becomes the result layer) and Cancel (the image stays as it
+    was). It replaces GIMP's progress bar there, whose cancel kills the plug-in before it can
+    remove its preview layer. Pumped while the engine works (the client polls ~10 times a second)."""
 
-    def __init__(self, image, layer):
+    TITLE = "Drag-Fu: dragging"
+    STOP = 1
+
+    def __init__(self):
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        self.Gtk = Gtk
+        self.stopped = self.cancelled = False
+        dialog = Gtk.Dialog(title=self.TITLE)
+        dialog.set_default_size(460, -1)
+        self.stop_button = dialog.add_button("_Stop and keep", self.STOP)
+        self.stop_button.set_sensitive(False)  # until the drag's first step
+        dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+        content = dialog.get_content_area()
+        content.set_border_width(12)
+        content.set_spacing(8)
+        self.label = Gtk.Label(label="Drag-Fu: starting the engine", xalign=0.0)
+        self.bar = Gtk.ProgressBar()
+        content.add(self.label)
+        content.add(self.bar)
+        dialog.connect("response", self._on_response)  # Escape and the close button: cancel
+        self.dialog = dialog
+        dialog.show_all()
+        self.pump()
+
+    def _on_response(self, _dialog, response):
+        if response == self.STOP:
+            self.stopped = True
+            self.label.set_text("Drag-Fu: stopping; the state reached becomes the result")
+        else:
+            self.cancelled = True
+            self.label.set_text("Drag-Fu: cancelling; the image stays as it was")
+        self.stop_button.set_sensitive(False)
+
+    def pump(self):
+        while self.Gtk.events_pending():
+            self.Gtk.main_iteration_do(False)
+
+    def progress(self, fraction, text):
+        self.label.set_text(text)
+        self.bar.set_fraction(fraction)
+        self.pump()
+
+    def drag_started(self):
+        if not (self.stopped or self.cancelled):
+            self.stop_button.set_sensitive(True)
+            self.stop_button.grab_focus()
+
+    def close(self):
+        self.dialog.destroy()
+        self.pump()
+
+
+class Gimp3Host(job.Host):
+    """GIMP 3 side of dragfu_core.job.Host (Gegl buffers, Gimp.Path, Gimp.Selection); window: a
+    DragWindow in interactive runs (GIMP's progress bar otherwise)."""
+
+    def __init__(self, image, layer, window=None):
         self.image = image
         self.layer = layer
+        self.window = window
         precision = image.get_precision().value_nick.upper().replace("-", "_")
         self.high_depth = precision not in U8_PRECISIONS
         self.grey = layer.is_gray()
@@ -122,8 +184,27 @@ class Gimp3Host(job.Host):
         return bytearray(data)
 
     def progress(self, fraction, text):
+        if self.window is not None:
+            self.window.progress(fraction, text)
+            return
         Gimp.progress_set_text(text)
         Gimp.progress_update(fraction)
+
+    def stop_requested(self):
+        if self.window is None:
+            return False
+        self.window.pump()
+        return self.window.stopped
+
+    def cancel_requested(self):
+        if self.window is None:
+            return False
+        self.window.pump()
+        return self.window.cancelled
+
+    def drag_started(self):
+        if self.window is not None:
+            self.window.drag_started()
 
     # -- the live preview (dragfu_core.live): a layer above the source, never in the undo history
 
@@ -266,6 +347,23 @@ def _options_from_config(proc_config):
     )
 
 
+def _ask(procedure, proc_config, image, config):
+    """The procedure's dialog; False when the user cancelled it."""
+    from gi.repository import GimpUi
+
+    if not proc_config.get_property("model"):
+        proc_config.set_property("model", config.get("model") or "toy")
+    if not proc_config.get_property("steps"):
+        proc_config.set_property("steps", int(config.get("steps") or 200))
+    # On by default when there is a selection (GIMP would otherwise reuse the last run's).
+    proc_config.set_property("use-selection", bool(Gimp.Selection.bounds(image)[1]))
+    dialog = GimpUi.ProcedureDialog.new(procedure, proc_config, "Drag-Fu")
+    dialog.fill(None)
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
 def _fail(procedure, text):
     Gimp.message(text)
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(text))
@@ -316,35 +414,32 @@ class DragFu(Gimp.PlugIn):
         except config_mod.ConfigError as error:
             return _fail(procedure, "Drag-Fu: %s\n%s" % (error, error.hint))
 
-        if run_mode == Gimp.RunMode.INTERACTIVE:
+        interactive = run_mode != Gimp.RunMode.NONINTERACTIVE  # a user's run, also "Repeat"
+        if interactive:
             gi.require_version("GimpUi", "3.0")
             from gi.repository import GimpUi
 
             GimpUi.init("dragfu")
-            if not proc_config.get_property("model"):
-                proc_config.set_property("model", config.get("model") or "toy")
-            if not proc_config.get_property("steps"):
-                proc_config.set_property("steps", int(config.get("steps") or 200))
-            # On by default when there is a selection (GIMP would otherwise reuse the last run's).
-            proc_config.set_property("use-selection", bool(Gimp.Selection.bounds(image)[1]))
-            dialog = GimpUi.ProcedureDialog.new(procedure, proc_config, "Drag-Fu")
-            dialog.fill(None)
-            accepted = dialog.run()
-            dialog.destroy()
-            if not accepted:
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        if run_mode == Gimp.RunMode.INTERACTIVE and not _ask(procedure, proc_config, image, config):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
         options = _options_from_config(proc_config)
-        Gimp.progress_init("Drag-Fu: starting the engine")
+        window = DragWindow() if interactive else None
+        if window is None:
+            Gimp.progress_init("Drag-Fu: starting the engine")
         try:
-            result = job.run(Gimp3Host(image, layer), options, config)
+            result = job.run(Gimp3Host(image, layer, window), options, config)
         except job.JobError as error:
-            Gimp.progress_end()
+            if error.code == "cancelled" and window is not None and window.cancelled:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             return _fail(procedure, error.user_text())
         except Exception as error:  # a bug: still a message, never a half-made image
-            Gimp.progress_end()
             return _fail(procedure, "Drag-Fu: internal error: %s: %s" % (type(error).__name__, error))
-        Gimp.progress_end()
+        finally:
+            if window is not None:
+                window.close()
+            else:
+                Gimp.progress_end()
         if result.notes:
             Gimp.message("Drag-Fu: " + "\n".join(result.notes))
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())

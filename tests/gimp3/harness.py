@@ -57,6 +57,13 @@ def ensure_gimp(build_timeout=3600):
     return "chroot"
 
 
+def scene(name):
+    """The text of a scene script for GIMP's GUI: scene_base.py, then tests/gimp3/NAME."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = [open(os.path.join(here, part)).read() for part in ("scene_base.py", name)]
+    return "\n".join(parts)
+
+
 class GimpRun:
     """One fresh GIMP home + work folder; `python(script)` runs a script in GIMP 3."""
 
@@ -188,6 +195,20 @@ class GimpRun:
             stdin=subprocess.DEVNULL,
         )
         return proc.returncode, proc.stdout + proc.stderr
+
+    def shell(self, script, timeout=400):
+        """Run a shell script where GIMP runs (inside the chroot, with /proc and /dev mounted);
+        returns the CompletedProcess (text output)."""
+        if self.mode == "native":
+            command = ["sh", "-c", script]
+        else:
+            root = _quote(CHROOT)
+            command = [
+                "unshare", "-m", "--propagation", "private", "sh", "-c",
+                f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
+                f"exec chroot {root} sh -c {_quote(script)}",
+            ]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     def cleanup(self):
         shutil.rmtree(self.outer, ignore_errors=True)

@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -86,7 +85,7 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
         with open(run.outside("work", "params.json"), "w") as handle:
             json.dump(params, handle)
         scene = "PARAMS = {!r}\n".format(run.path("work", "params.json"))
-        scene += open(os.path.join(HERE, "undo_scene.py")).read()
+        scene += harness.scene("undo_scene.py")
         with open(run.outside("work", "scene.py"), "w") as handle:
             handle.write(scene)
         batch = "exec(open({!r}).read())".format(run.path("work", "scene.py"))
@@ -94,16 +93,7 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
             home=shlex.quote(run.path("home")), work=shlex.quote(run.path("work")),
             batch=shlex.quote(batch), display=70 + os.getpid() % 20,
         )  # fmt: skip
-        if gimp_mode == "native":
-            command = ["sh", "-c", shell]
-        else:
-            root = shlex.quote(harness.CHROOT)
-            command = [
-                "unshare", "-m", "--propagation", "private", "sh", "-c",
-                f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-                f"exec chroot {root} sh -c {shlex.quote(shell)}",
-            ]  # fmt: skip
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=400)
+        proc = run.shell(shell, timeout=400)
         log_path = run.outside("work", "gimp.log")
         log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""
         context = f"{proc.stdout}{proc.stderr}\n{log}"

@@ -30,6 +30,7 @@ from dragfu.protocol.frames import (
     SUPPORTED_PROTOCOL_VERSIONS,
     image_part,
 )
+from dragfu.protocol.previews import PreviewSender
 from dragfu.protocol.runtime import Job, Runtime, log
 
 DEFAULT_MAX_LATENTS = 8
@@ -369,12 +370,17 @@ class Server(Runtime):
             options.setdefault("preview_interval", request.preview_interval)
         if request.pins:  # only when asked: a backend without pins still serves every other drag
             extra["pins"] = view.to_model(request.pins, "pin")
-        outcome = self.backend.drag(
-            start.generator, start.ws, model_handles, model_targets, waypoints=waypoints,
-            mask=model_mask, method=request.method, max_steps=request.max_steps,
-            preview_every=request.preview_every, callback=self._drag_progress(job, view),
-            cancel=job.cancel, seed=request.drag_seed, options=options, **extra,
-        )  # fmt: skip
+        previews = self._preview_sender(request, view)
+        try:
+            outcome = self.backend.drag(
+                start.generator, start.ws, model_handles, model_targets, waypoints=waypoints,
+                mask=model_mask, method=request.method, max_steps=request.max_steps,
+                preview_every=request.preview_every,
+                callback=self._drag_progress(job, view, previews),
+                cancel=job.cancel, seed=request.drag_seed, options=options, **extra,
+            )  # fmt: skip
+        finally:
+            previews.close()  # no preview after the drag's result or error
         self.check_cancel(job)
         self._send_drag_result(request, start, view, outcome, start_time)
 
@@ -447,32 +453,45 @@ class Server(Runtime):
                     f"drag {i + 1}: the handle is already at its target (less than half a model pixel away)",
                 )
 
-    def _drag_progress(self, job: Job, view: DragView) -> Callable[[Any], None]:
+    def _drag_event(self, request: m.Drag, view: DragView, progress: Any, with_preview: bool):
+        """One drag step's progress event (header, parts); with_preview: its preview pasted in."""
+        points = view.to_client(getattr(progress, "points", []) or [])
+        parts, fields = None, {}
+        preview = getattr(progress, "preview", None)
+        if with_preview and preview is not None:
+            pixels, box, _ = view.edited(np.asarray(preview))
+            parts = [image_part("preview", pixels, request.output)]
+            fields["box"] = box
+        pins = getattr(progress, "pins", None)
+        if request.pins and pins:
+            fields["pins"] = _rounded(view.to_client(pins))
+        header = m.progress_header(
+            request.id, "drag", int(getattr(progress, "step", 0)),
+            int(getattr(progress, "max_steps", request.max_steps)),
+            points=_rounded(points),
+            distances=[round(d, 3) for d in _distances(points, request.targets)], **fields,
+        )  # fmt: skip
+        return header, parts
+
+    def _drag_progress(self, job: Job, view: DragView, previews: PreviewSender):
         request: m.Drag = job.request
 
         def on_progress(progress: Any) -> None:
             self.check_cancel(job)
-            points = view.to_client(getattr(progress, "points", []) or [])
-            parts, fields = None, {}
-            preview = getattr(progress, "preview", None)
-            if preview is not None:
-                pixels, box, _ = view.edited(np.asarray(preview))
-                parts = [image_part("preview", pixels, request.output)]
-                fields["box"] = box
-            pins = getattr(progress, "pins", None)
-            if request.pins and pins:
-                fields["pins"] = _rounded(view.to_client(pins))
-            self.send(
-                m.progress_header(
-                    request.id, "drag", int(getattr(progress, "step", 0)),
-                    int(getattr(progress, "max_steps", request.max_steps)),
-                    points=_rounded(points),
-                    distances=[round(d, 3) for d in _distances(points, request.targets)], **fields,
-                ),
-                parts,
-            )  # fmt: skip
+            if getattr(progress, "preview", None) is not None:
+                previews.submit(progress)  # pasted and sent beside the drag (previews.py)
+            else:
+                self.send(*self._drag_event(request, view, progress, with_preview=False))
 
         return on_progress
+
+    def _preview_sender(self, request: m.Drag, view: DragView) -> PreviewSender:
+        return PreviewSender(
+            make=lambda progress: self._drag_event(request, view, progress, with_preview=True),
+            plain=lambda progress: self._drag_event(request, view, progress, with_preview=False),
+            send=lambda event: self.send(*event),
+            newest_only=request.preview_interval > 0,  # a live preview, not every frame kept
+        )
 
     def _send_drag_result(
         self, request: m.Drag, start: DragStart, view: DragView, outcome: Any, start_time: float

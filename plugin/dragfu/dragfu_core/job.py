@@ -116,6 +116,19 @@ class Host(object):
     def preview_remove(self):
         """Remove the preview layer (no undo step)."""
 
+    # A window of the host's own that the user ends the run from (GIMP 3's interactive runs):
+    # polled about ten times a second while the engine works (the host can pump its UI there).
+    def stop_requested(self):
+        """True once the user asked to stop the drag and keep the state reached."""
+        return False
+
+    def cancel_requested(self):
+        """True once the user asked to cancel (the image stays exactly as it was)."""
+        return False
+
+    def drag_started(self):
+        """The drag's first step arrived (stopping means something from now on)."""
+
     def insert_result(self, rect, pixels, name, frames):
         """Create the new layer directly above the source: a copy of the source with rect
         replaced by pixels, named name; frames (list of (label, pixels)) go into a layer group.
@@ -225,9 +238,11 @@ def run(host, options, config, session_factory=None):
     if resume_crop is not None:
         crop = resume_crop
         crop_drags = [d.translated(-crop.x, -crop.y) for d in layer_drags]
+    from .session import CancelFlag
+
     if session_factory is None:
         from .session import EngineSession as session_factory
-    session = session_factory(config, options, report)
+    session = session_factory(config, options, report, cancel=CancelFlag(also=host.cancel_requested))
     try:
         # The model's image size (width, height): a model that is not square (StyleGAN-Human,
         # twice as high as wide) gets a crop of its own shape, so the engine does not stretch it.
@@ -254,7 +269,9 @@ def run(host, options, config, session_factory=None):
         seconds = {"read": _clock() - started}
         started = _clock()
         resume_args = {"from_key": from_key} if from_key else {}
-        preview = live.LiveDrag(host, report, crop, rgb, crop_drags)
+        preview = live.LiveDrag(
+            host, report, crop, rgb, crop_drags, stop=live.StopFlag(also=host.stop_requested)
+        )
         try:
             outcome = session.run(
                 model=model,

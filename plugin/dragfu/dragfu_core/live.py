@@ -14,8 +14,9 @@ part every ``preview_every`` steps) and decides what the user sees:
   undo history) and removes the layer at the end, whatever the end was (``finish``).
 
 ``StopFlag`` is the user's "stop and keep what is there": polled by the client like the cancel
-flag, it sends the protocol's ``stop``, and the drag answers with the state it reached. GIMP's
-progress has only a cancel (which discards), so the stop reaches the plug-in from outside: SIGUSR1
+flag, it sends the protocol's ``stop``, and the drag answers with the state it reached. In GIMP 3's
+interactive runs the host's window has the button (``Host.stop_requested``); a script's run, or
+GIMP 2.10 (whose progress has only a cancel, which discards), gets it from outside: SIGUSR1
 (POSIX: ``kill -USR1 <plug-in pid>``), or a stop file appearing (``DRAGFU_STOP_FILE``, default
 ``<temp dir>/dragfu-stop``: ``touch /tmp/dragfu-stop``, e.g. from a key bound in the desktop).
 """
@@ -55,19 +56,23 @@ def default_stop_path():
 
 
 class StopFlag(object):
-    """Set by SIGUSR1, by the stop file appearing, or by the host; polled by the client."""
+    """Set by SIGUSR1, by the stop file appearing, or by the host; polled by the client.
+    also: the host's own ``stop_requested`` (its window's Stop), polled with it."""
 
     signal_name = "SIGUSR1"
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, also=None):
         self.stopped = False
         self.path = default_stop_path() if path is None else path
+        self.also = also
         self._previous = None
 
     def set(self, *_args):
         self.stopped = True
 
     def __call__(self):
+        if not self.stopped and self.also is not None and self.also():
+            self.stopped = True
         if not self.stopped and self.path and os.path.exists(self.path):
             self.stopped = True
         return self.stopped
@@ -167,6 +172,7 @@ class LiveDrag(object):
         self._last_update = None
         self._drawn = Rect(0, 0, 0, 0)  # the markers' area in the last update (crop coordinates)
         self._first = None  # (step, time) of the first drag event
+        self._latest = -1  # the latest step reported
         self.seconds_per_step = None
 
     def preview_every(self, steps):
@@ -184,15 +190,22 @@ class LiveDrag(object):
         now = self.clock()
         if self._first is None:
             self._first = (step, now)
-        elif step > self._first[0]:
+            started = getattr(self.host, "drag_started", None)
+            if started is not None:
+                started()  # e.g. the host's window offers Stop from now on
+        elif step > self._latest and step > self._first[0]:
             self.seconds_per_step = (now - self._first[1]) / (step - self._first[0])
-        fields = {}
-        distances = header.get("distances")
-        if distances:
-            fields["distance"] = max(distances)
-        if self.seconds_per_step is not None:
-            fields["seconds_per_step"] = self.seconds_per_step
-        self.progress.stage("drag", step, header.get("total"), **fields)
+        # A preview is pasted beside the drag (the engine's previews.py), so its step can
+        # arrive after later ones: the progress line only moves forward.
+        if step >= self._latest:
+            self._latest = step
+            fields = {}
+            distances = header.get("distances")
+            if distances:
+                fields["distance"] = max(distances)
+            if self.seconds_per_step is not None:
+                fields["seconds_per_step"] = self.seconds_per_step
+            self.progress.stage("drag", step, header.get("total"), **fields)
         if preview is None or not self.enabled:
             return False
         if self._last_update is not None and now - self._last_update < self.min_interval:

@@ -12,16 +12,20 @@ from .engine_client import EngineCancelled, EngineClient, EngineError, rgb_part
 
 
 class CancelFlag(object):
-    """Set by SIGTERM/SIGINT (GIMP stopping the plug-in) or by the host; polled by the client."""
+    """Set by SIGTERM/SIGINT (GIMP stopping the plug-in) or by the host; polled by the client.
+    also: the host's own ``cancel_requested`` (its window's Cancel), polled with it."""
 
-    def __init__(self):
+    def __init__(self, also=None):
         self.cancelled = False
+        self.also = also
         self._previous = {}
 
     def set(self, *_args):
         self.cancelled = True
 
     def __call__(self):
+        if not self.cancelled and self.also is not None and self.also():
+            self.cancelled = True
         return self.cancelled
 
     def install(self):

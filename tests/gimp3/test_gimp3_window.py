@@ -1,0 +1,113 @@
+"""The run's own window in the real GIMP 3: "Stop and keep" and Cancel, pressed by a user.
+
+A user's run (here GIMP's "Repeat", WITH_LAST_VALS: no parameter dialog) shows the window
+"Drag-Fu: dragging" with the progress and two buttons. GIMP 3 runs with its full UI on a virtual
+display (Xvfb, the Debian 13 chroot of the other GIMP 3 tests) and the fake engine drags slowly;
+once the engine's log shows five drag steps the test presses Alt+S (the Stop button's mnemonic)
+in that window through XTEST (xkeys.py), and in a second run Escape (the dialog's cancel).
+"""
+
+import json
+import os
+import shlex
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.gimp3 import harness
+
+pytestmark = pytest.mark.gimp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_ENGINE = os.path.join(harness.REPO, "tests", "gimp2_shim", "fake_engine.py")
+FAKE_BACKEND = os.path.join(harness.REPO, "tests", "protocol_vectors", "serve_fake_engine.py")
+STEPS = 60
+
+SHELL = r"""
+set -u
+export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
+mkdir -p /tmp/.X11-unix
+Xvfb :{display} -screen 0 1280x900x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+export DISPLAY=:{display}
+sleep 2
+gimp-3.0 --no-splash --batch-interpreter=python-fu-eval -b {batch} >{work}/gimp.log 2>&1 &
+GIMP=$!
+# press ENDED KEYS...: once the run after ENDED finished drags has made 5 steps, press KEYS in
+# the window "Drag-Fu: dragging".
+press() {{
+  ended=$1; shift
+  for i in $(seq 1 480); do
+    awk -v n="$ended" '/^drag-end/{{e++}} e==n && /^step /{{c++}} END{{exit !(c>=5)}}' \
+      {work}/engine.log 2>/dev/null && break
+    sleep 0.25
+  done
+  ID=$(xwininfo -root -tree 2>/dev/null | grep '"Drag-Fu: dragging"' | head -n1 | awk '{{print $1}}')
+  echo "window: $ID"
+  [ -n "$ID" ] && python3 {work}/xkeys.py "$ID" "$@"
+}}
+press 0 Alt_L s
+for i in $(seq 1 240); do [ -f {work}/stopped.json ] && break; sleep 0.5; done
+press 1 Escape
+for i in $(seq 1 240); do [ -f {work}/cancelled.json ] && break; sleep 0.5; done
+kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
+kill $XVFB 2>/dev/null
+"""
+
+
+def test_stop_keeps_the_state_reached_and_cancel_leaves_the_image_as_it_was(gimp_mode):
+    engine = {
+        "engine_command": [
+            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.2",
+            "--log", "{work}/engine.log",
+        ]
+    }  # fmt: skip
+    run = harness.GimpRun(gimp_mode, engine)
+    try:
+        shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
+        shutil.copy(FAKE_BACKEND, run.outside("work", "serve_fake_engine.py"))
+        shutil.copy(os.path.join(HERE, "xkeys.py"), run.outside("work", "xkeys.py"))
+        rng = np.random.default_rng(5)
+        rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(run.outside("work", "photo.raw"))
+        params = {
+            "out": run.path("work"),
+            "pixels": run.path("work", "photo.raw"),
+            "stroke": [[60.5, 80.5], [140.5, 80.5]],
+            "steps": STEPS,
+        }
+        with open(run.outside("work", "params.json"), "w") as handle:
+            json.dump(params, handle)
+        scene = "PARAMS = {!r}\n".format(run.path("work", "params.json"))
+        with open(run.outside("work", "scene.py"), "w") as handle:
+            handle.write(scene + harness.scene("window_scene.py"))
+        batch = "exec(open({!r}).read())".format(run.path("work", "scene.py"))
+        shell = SHELL.format(
+            home=shlex.quote(run.path("home")), work=shlex.quote(run.path("work")),
+            batch=shlex.quote(batch), display=50 + os.getpid() % 20,
+        )  # fmt: skip
+        proc = run.shell(shell, timeout=400)
+        log_path = run.outside("work", "gimp.log")
+        log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""
+        engine_log = open(run.outside("work", "engine.log")).read().splitlines()
+        context = f"{proc.stdout}{proc.stderr}\n{log}\n{engine_log[-8:]}"
+
+        # Stop: the drag ended early, on request, and its state became the result layer.
+        assert os.path.exists(run.outside("work", "stopped.json")), context
+        stopped = json.load(open(run.outside("work", "stopped.json")))
+        assert stopped["after"]["status"] == "success", context
+        ends = [line.split() for line in engine_log if line.startswith("drag-end")]
+        assert ends and ends[0][2] == "stopped" and 5 <= int(ends[0][1]) < STEPS, context
+        names = [layer[0] for layer in stopped["after"]["layers"]]
+        assert len(names) == len(stopped["before"]["layers"]) + 1, names
+        assert names[0].startswith("Drag-Fu") and "Drag-Fu preview" not in names, names
+        assert stopped["after"]["layers"][1:] == stopped["before"]["layers"]
+
+        # Cancel: the engine was cancelled mid-drag; every layer is as it was, no preview left.
+        assert os.path.exists(run.outside("work", "cancelled.json")), context
+        cancelled = json.load(open(run.outside("work", "cancelled.json")))
+        assert cancelled["after"]["status"] == "cancel", context
+        assert len(ends) == 2 and ends[1][2] == "cancelled" and int(ends[1][1]) < STEPS, context
+        assert cancelled["after"]["layers"] == cancelled["before"]["layers"], context
+    finally:
+        run.cleanup()
