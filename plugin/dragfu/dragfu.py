@@ -208,10 +208,7 @@ class Gimp3Host(job.Host):
 
     # -- the live preview (dragfu_core.live): a layer above the source, never in the undo history
 
-    @property
-    def live_preview(self):
-        # An indexed layer would need the preview quantised to its palette: no preview there.
-        return not self.indexed
+    live_preview = True
 
     def preview_update(self, area, rect, rgb):
         image = self.image
@@ -222,7 +219,10 @@ class Gimp3Host(job.Host):
             if getattr(self, "_preview", None) is None:
                 self._remove_leftover_previews()
                 self._was_dirty = image.is_dirty()
-                kind = Gimp.ImageType.GRAY_IMAGE if self.grey else Gimp.ImageType.RGB_IMAGE
+                # An indexed image holds only indexed layers: GEGL maps the preview's colours
+                # to the palette (the result itself converts the image to RGB).
+                kind = Gimp.ImageType.INDEXED_IMAGE if self.indexed else (
+                    Gimp.ImageType.GRAY_IMAGE if self.grey else Gimp.ImageType.RGB_IMAGE)
                 layer = Gimp.Layer.new(image, PREVIEW_NAME, area.width, area.height, kind,
                                        100.0, Gimp.LayerMode.NORMAL)
                 _, ox, oy = self.layer.get_offsets()
@@ -232,7 +232,7 @@ class Gimp3Host(job.Host):
             layer = self._preview
             local = geometry.Rect(rect.x - area.x, rect.y - area.y, rect.width, rect.height)
             buffer = layer.get_buffer()
-            buffer.set(_gegl_rect(local), "R'G'B' u8", bytes(rgb))  # GEGL converts for grey
+            buffer.set(_gegl_rect(local), "R'G'B' u8", bytes(rgb))  # GEGL converts (grey, palette)
             buffer.flush()
             layer.update(local.x, local.y, local.width, local.height)
         finally:

@@ -145,6 +145,9 @@ def test_fake_engine_layer_above_source_offsets_and_untouched_pixels(
     if c >= 3:
         cx, cy = magenta_centroid(new, offsets)
         assert abs(cx - target[0]) <= 1.5 and abs(cy - target[1]) <= 1.5
+    # The live preview showed (an indexed image's too, in its palette) and went.
+    assert "Drag-Fu live preview: 1 updates" in report["console"], report["console"][-2000:]
+    assert "Drag-Fu preview" not in report["siblings"]
 
 
 def test_stop_keeps_the_state_reached_and_the_preview_goes(gimp_mode):
