@@ -1,10 +1,11 @@
-"""The warm engine: time from pressing OK to the first drag step, cold vs warm, and again on a
-result layer (no projection). `python -m bench warm --json`.
+"""The warm engine: time from pressing OK to the first drag step and to the first preview on the
+canvas, cold vs warm, and again on a result layer (no projection). `python -m bench warm --json`.
 
-Runs the plug-in's core (dragfu_core.job.run, the real EngineSession, a small in-memory host)
-with the real `dragfu serve` of this checkout on the toy model, CPU. "OK" = job.run called; "first
-drag step" = the engine's first drag progress event reaching the plug-in (one optimisation step
-done; a preview, where asked for, comes with it).
+Runs the plug-in's core (dragfu_core.job.run, the real EngineSession, a small in-memory host with
+the live preview) with the real `dragfu serve` of this checkout on the toy model, CPU. "OK" =
+job.run called; "first drag step" = the engine's first drag progress event reaching the plug-in
+(one optimisation step done); "first preview" = the host's first preview_update (the preview of
+step 0, pasted into the photo by the engine beside the drag, drawn by dragfu_core.live).
 """
 
 from __future__ import annotations
@@ -35,9 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Host(job.Host):
-    """One RGB layer in memory; insert_result makes the next layer (with its parasite)."""
+    """One RGB layer in memory; insert_result makes the next layer (with its parasite); the
+    preview layer is a bytearray, and the time of its first update is kept."""
 
     keeps_source = True
+    live_preview = True
+    first_preview = None
+
+    def preview_update(self, area, rect, rgb):
+        if Host.first_preview is None:
+            Host.first_preview = time.perf_counter()
+
+    def preview_remove(self):
+        pass
 
     def __init__(self, rgb: np.ndarray, stroke, parasite=None):
         self.rgb, self.stroke, self.parasite = rgb, stroke, parasite
@@ -98,13 +109,14 @@ class TimedSession(session.EngineSession):
 
 
 def one_run(host, config):
-    TimedSession.first_drag = None
+    TimedSession.first_drag = Host.first_preview = None
     options = job.Options(region=geometry.REGION_POINTS, use_selection=False)
     started = time.perf_counter()
     result = job.run(host, options, config, session_factory=TimedSession)
     total = time.perf_counter() - started
     return {
         "to_first_drag_step_s": round(TimedSession.first_drag - started, 3),
+        "to_first_preview_s": round(Host.first_preview - started, 3),
         "total_s": round(total, 3),
         "resumed": result.resumed,
         "project": TimedSession.project,
@@ -176,6 +188,12 @@ def run(args: argparse.Namespace) -> dict:
         out["warm_cached_median_s"] = statistics.median(r["to_first_drag_step_s"] for r in runs)
         out["warm_result_layer_median_s"] = statistics.median(
             r["to_first_drag_step_s"] for r in again
+        )
+        out["warm_cached_first_preview_median_s"] = statistics.median(
+            r["to_first_preview_s"] for r in runs
+        )
+        out["warm_result_layer_first_preview_median_s"] = statistics.median(
+            r["to_first_preview_s"] for r in again
         )
         stop_engine(warm_config)  # a new GIMP session: the latent comes from the disk cache
         new, parasite = host.new

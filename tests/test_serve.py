@@ -532,9 +532,9 @@ def _projected(h) -> str:
 
 
 def test_a_slow_preview_paste_does_not_hold_up_the_drag(harness, monkeypatch):
-    """Previews are pasted beside the drag: the steps after one go out while it is pasted, the
-    newest preview replaces a waiting one (which goes out without its picture), every step is
-    reported once, and the result waits for the previews in hand."""
+    """Previews are pasted beside the drag: the steps after one go out while it is pasted (and
+    render no preview of their own meanwhile, nor for nine times its cost after), every step is
+    reported once, and the result waits for the preview in hand."""
     _slow_previews(monkeypatch, 0.4)
     h = harness()
     frames = h.request(
@@ -545,10 +545,43 @@ def test_a_slow_preview_paste_does_not_hold_up_the_drag(harness, monkeypatch):
     steps = [f.header["step"] for f in frames if f.type == "progress"]
     assert sorted(steps) == list(range(len(steps))) and len(steps) >= 4
     with_picture = [f.header["step"] for f in frames if "preview" in f.parts]
-    # The rest arrived while the first was still being pasted; the newest waited for it.
-    assert with_picture == [0, max(steps)]
+    assert with_picture == [0]  # the rest came while it was pasted, or in its quiet time
     assert steps.index(0) > steps.index(1)  # the first preview arrived after later steps
     assert "box" in frames[steps.index(0)].header
+
+
+def test_the_preview_sender_keeps_previews_to_a_tenth_of_the_time():
+    from types import SimpleNamespace
+
+    from dragfu.protocol.previews import PREVIEW_SPACING, PreviewSender
+
+    sent, entered, release = [], threading.Event(), threading.Event()
+
+    def make(progress):
+        if progress.step == 1:
+            entered.set()
+            release.wait(WAIT)  # a paste that takes as long as the test wants
+        else:
+            time.sleep(0.1)
+        return {"step": progress.step, "picture": True}, None
+
+    sender = PreviewSender(
+        make=make, plain=lambda p: ({"step": p.step, "picture": False}, None),
+        send=lambda event: sent.append(event[0]),
+    )  # fmt: skip
+    assert sender.ready()
+    sender.submit(SimpleNamespace(step=1, preview_seconds=0.02))
+    assert not sender.ready()  # busy pasting
+    assert entered.wait(WAIT)
+    sender.submit(SimpleNamespace(step=2))  # a backend that did not ask: it waits...
+    sender.submit(SimpleNamespace(step=3))  # ...and the newest replaces it
+    assert sent == [{"step": 2, "picture": False}]
+    release.set()
+    sender.close()
+    assert sent[1:] == [{"step": 1, "picture": True}, {"step": 3, "picture": True}]
+    # Step 3 cost 0.1 s: none wanted for about nine times that.
+    quiet = sender._quiet_until - time.perf_counter()
+    assert not sender.ready() and 0.5 < quiet <= PREVIEW_SPACING * 0.3
 
 
 def test_without_an_interval_every_preview_keeps_its_picture(harness, monkeypatch):

@@ -188,6 +188,7 @@ class FakeBackend:
         options,
         stop=None,
         pins=None,
+        preview_ready=None,
     ) -> DragOutcome:
         self.calls.append(
             (
@@ -205,6 +206,7 @@ class FakeBackend:
                 },
             )
         )
+        self.preview_ready = preview_ready or (lambda: True)  # the server's pacing of previews
         if self.photo:
             return self._photo_drag(
                 G, ws, handles, targets, preview_every, max_steps, callback, cancel, stop, pins
@@ -225,7 +227,7 @@ class FakeBackend:
                 raise CancelledError(f"drag cancelled at step {step}")
             distances = [float(np.linalg.norm(g - p)) for p, g in zip(points, goals, strict=True)]
             preview = None
-            if preview_every and step % preview_every == 0:
+            if preview_every and step % preview_every == 0 and self.preview_ready():
                 preview = np.full(shape, step % 256, dtype=np.uint8)
             callback(
                 Progress(step, max_steps, [tuple(p) for p in points], distances, preview, pins)
@@ -295,7 +297,7 @@ class FakeBackend:
                     for (hx, hy), (tx, ty) in zip(handles, targets, strict=True)
                 ]
                 preview = None
-                if preview_every and step % preview_every == 0:
+                if preview_every and step % preview_every == 0 and self.preview_ready():
                     preview = image.copy()
                     for x, y in points:
                         i, j = int(x), int(y)

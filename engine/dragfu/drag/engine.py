@@ -110,6 +110,7 @@ class DragProgress:
     distances: list[float]  # to the final targets
     preview: np.ndarray | None = None  # uint8 [H, W, 3] every `preview_every` steps
     pins: list[Point] = field(default_factory=list)  # where the pins are tracked now
+    preview_seconds: float = 0.0  # what rendering the preview took
 
 
 @dataclass
@@ -219,6 +220,7 @@ def drag(
     stop: threading.Event | None = None,
     pins: Sequence[Point] | None = None,
     seed: int = 0,
+    preview_ready: Callable[[], bool] | None = None,
     **overrides,
 ) -> DragResult:
     """Move each handle to its target (through its waypoints) by optimising the latent.
@@ -229,6 +231,8 @@ def drag(
     tracked like handles, and a loss keeps the features around each pin's place as they were
     (the fixed-region term, on a disk of radius 2 r1 around the pin) while motion supervision
     pulls a pin that drifted back towards its place. Pins never count for convergence.
+    `preview_ready`: asked before a due preview is rendered; False skips it (the protocol's
+    preview sender, still busy or keeping previews within their share of the time).
     `overrides` set DragSettings fields directly, e.g. `method="draggan", max_steps=100`.
     """
     settings = dataclasses.replace(settings or DragSettings(), **overrides)
@@ -312,14 +316,19 @@ def drag(
             due = bool(settings.preview_every) and step % settings.preview_every == 0
             if due and last_preview is not None and settings.preview_interval > 0:
                 due = time.perf_counter() - last_preview >= settings.preview_interval
+            if due and preview_ready is not None:
+                due = preview_ready()
+            render_seconds = 0.0
             if due:
                 last_preview = time.perf_counter()
                 with torch.no_grad():
                     preview = to_uint8(image if image is not None else G.synthesis(latent.detach()))
+                render_seconds = time.perf_counter() - last_preview
             callback(
                 DragProgress(
                     step, settings.max_steps, points.cpu().tolist(), heading.cpu().tolist(),
                     final_distance.cpu().tolist(), preview, pin_points.cpu().tolist(),
+                    render_seconds,
                 )
             )  # fmt: skip
         if converged or step == settings.max_steps:

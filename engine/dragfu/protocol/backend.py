@@ -84,9 +84,11 @@ class Backend(Protocol):
         method: str, max_steps: int, preview_every: int, callback: Callable[[Any], None],
         cancel: threading.Event, seed: int, options: dict[str, Any],
         stop: threading.Event | None = None, pins: list[tuple[float, float]] | None = None,
+        preview_ready: Callable[[], bool] | None = None,
     ) -> DragOutcome:  # fmt: skip
         """Drag in model coordinates; ``callback(progress)`` every step (``step``, ``max_steps``,
-        ``points``, optional ``pins`` and ``preview``). ``cancel`` set: raise CancelledError;
-        ``stop`` set: end at the next step with the state reached (``stopped=True``). ``pins``:
-        points that must stay where they are."""
+        ``points``, optional ``pins``, ``preview`` and ``preview_seconds``). ``cancel`` set: raise
+        CancelledError; ``stop`` set: end at the next step with the state reached
+        (``stopped=True``). ``pins``: points that must stay where they are. ``preview_ready``:
+        asked before a due preview is rendered; False: none this step."""
         ...

@@ -376,7 +376,7 @@ class Server(Runtime):
                 start.generator, start.ws, model_handles, model_targets, waypoints=waypoints,
                 mask=model_mask, method=request.method, max_steps=request.max_steps,
                 preview_every=request.preview_every,
-                callback=self._drag_progress(job, view, previews),
+                callback=self._drag_progress(job, view, previews), preview_ready=previews.ready,
                 cancel=job.cancel, seed=request.drag_seed, options=options, **extra,
             )  # fmt: skip
         finally:

@@ -149,11 +149,12 @@ class EngineBackend:
             raise m.ProtocolError("bad_request", f"bad projection 'settings': {error}") from None
 
     def drag(self, G, ws, handles, targets, *, waypoints, mask, method, max_steps, preview_every,
-             callback, cancel, seed, options, stop=None, pins=None) -> DragOutcome:  # fmt: skip
+             callback, cancel, seed, options, stop=None, pins=None,
+             preview_ready=None) -> DragOutcome:  # fmt: skip
         from dragfu.drag import DragSettings, drag
 
         # Extra drag settings by name (lr, r1, r2, lambda_fixed, stop_distance, precision, ...).
-        reserved = {"method", "max_steps", "preview_every", "pins", "stop"}
+        reserved = {"method", "max_steps", "preview_every", "pins", "stop", "preview_ready"}
         known = {f.name for f in dataclasses.fields(DragSettings)} - reserved
         unknown = sorted(set(options) - known)
         if unknown:
@@ -163,7 +164,7 @@ class EngineBackend:
         result = drag(
             G, ws, handles, targets, waypoints=waypoints, mask=mask, method=method, max_steps=max_steps,
             preview_every=preview_every, callback=callback, cancel=cancel, seed=seed, stop=stop,
-            pins=pins or None, **options,
+            pins=pins or None, preview_ready=preview_ready, **options,
         )  # fmt: skip
         return DragOutcome(
             image=np.asarray(result.image),
