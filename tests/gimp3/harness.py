@@ -57,6 +57,23 @@ def ensure_gimp(build_timeout=3600):
     return "chroot"
 
 
+GUI_START = r"""
+set -u
+export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
+mkdir -p /tmp/.X11-unix
+Xvfb :{display} -screen 0 1280x900x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+export DISPLAY=:{display}
+sleep 2
+gimp-3.0 --no-splash --batch-interpreter=python-fu-eval -b {batch} >{work}/gimp.log 2>&1 &
+GIMP=$!
+"""
+GUI_END = r"""
+kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
+kill $XVFB 2>/dev/null
+"""
+
+
 def scene(name):
     """The text of a scene script for GIMP's GUI: scene_base.py, then tests/gimp3/NAME."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -195,6 +212,38 @@ class GimpRun:
             stdin=subprocess.DEVNULL,
         )
         return proc.returncode, proc.stdout + proc.stderr
+
+    def gui_scene(self, name, params, seed):
+        """Set up a scene for `gui` (scene_base.py + NAME): the fake engine and xkeys.py in the
+        work folder, a 200x160 random photo, params (with "out" and "pixels" added). Returns the
+        batch command that runs it."""
+        import numpy as np
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        fakes = (
+            os.path.join(REPO, "tests", "gimp2_shim", "fake_engine.py"),
+            os.path.join(REPO, "tests", "protocol_vectors", "serve_fake_engine.py"),
+        )  # the second: the Backend the first imports
+        for source in fakes + (os.path.join(here, "xkeys.py"),):
+            shutil.copy(source, self.outside("work", os.path.basename(source)))
+        rng = np.random.default_rng(seed)
+        rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(
+            self.outside("work", "photo.raw")
+        )
+        params = dict(params, out=self.path("work"), pixels=self.path("work", "photo.raw"))
+        with open(self.outside("work", "params.json"), "w") as handle:
+            json.dump(params, handle)
+        with open(self.outside("work", "scene.py"), "w") as handle:
+            handle.write("PARAMS = {!r}\n".format(self.path("work", "params.json")) + scene(name))
+        return "exec(open({!r}).read())".format(self.path("work", "scene.py"))
+
+    def gui(self, batch, script, display, timeout=400):
+        """GIMP 3 with its full UI on a virtual display (Xvfb :display) running the batch command
+        `batch`, while the shell `script` drives it ({home}, {work}, {display} filled in; $GIMP
+        is GIMP's pid); both stopped at the end. Returns the CompletedProcess."""
+        fill = {"home": _quote(self.path("home")), "work": _quote(self.path("work")),
+                "batch": _quote(batch), "display": display}  # fmt: skip
+        return self.shell(GUI_START.format(**fill) + script.format(**fill) + GUI_END, timeout)
 
     def shell(self, script, timeout=400):
         """Run a shell script where GIMP runs (inside the chroot, with /proc and /dev mounted);

@@ -10,11 +10,8 @@ The plug-in comes from `install/install.py --plugin-only --plugin-dir DIR`, not 
 
 import json
 import os
-import shlex
-import shutil
 import sys
 
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,19 +20,8 @@ import harness  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 
-FAKE_ENGINE = os.path.join(harness.REPO, "tests", "gimp2_shim", "fake_engine.py")
-FAKE_BACKEND = os.path.join(harness.REPO, "tests", "protocol_vectors", "serve_fake_engine.py")
 
 SHELL = r"""
-set -u
-export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
-mkdir -p /tmp/.X11-unix
-Xvfb :{display} -screen 0 1280x900x24 -nolisten tcp >/dev/null 2>&1 &
-XVFB=$!
-export DISPLAY=:{display}
-sleep 2
-gimp-3.0 --no-splash --batch-interpreter=python-fu-eval -b {batch} >{work}/gimp.log 2>&1 &
-GIMP=$!
 for i in $(seq 1 240); do [ -f {work}/after.json ] && break; sleep 0.5; done
 sleep 2
 ID=""
@@ -48,8 +34,6 @@ echo "image window: $ID"
 for i in $(seq 1 240); do [ -f {work}/undone.json ] && break; sleep 0.5; done
 [ -n "$ID" ] && [ -f {work}/undone.json ] && python3 {work}/xkeys.py "$ID" Control_L z
 for i in $(seq 1 240); do [ -f {work}/undone2.json ] && break; sleep 0.5; done
-kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
-kill $XVFB 2>/dev/null
 """
 
 
@@ -72,28 +56,8 @@ def test_one_undo_removes_the_result_layer_and_restores_the_image(gimp_mode):
             "dragfu.cli.main",
             "serve",
         ]
-        shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
-        shutil.copy(FAKE_BACKEND, run.outside("work", "serve_fake_engine.py"))  # it imports it
-        shutil.copy(os.path.join(HERE, "xkeys.py"), run.outside("work", "xkeys.py"))
-        rng = np.random.default_rng(3)
-        rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(run.outside("work", "photo.raw"))
-        params = {
-            "out": run.path("work"),
-            "pixels": run.path("work", "photo.raw"),
-            "stroke": [[100.5, 80.5], [110.5, 84.5]],
-        }
-        with open(run.outside("work", "params.json"), "w") as handle:
-            json.dump(params, handle)
-        scene = "PARAMS = {!r}\n".format(run.path("work", "params.json"))
-        scene += harness.scene("undo_scene.py")
-        with open(run.outside("work", "scene.py"), "w") as handle:
-            handle.write(scene)
-        batch = "exec(open({!r}).read())".format(run.path("work", "scene.py"))
-        shell = SHELL.format(
-            home=shlex.quote(run.path("home")), work=shlex.quote(run.path("work")),
-            batch=shlex.quote(batch), display=70 + os.getpid() % 20,
-        )  # fmt: skip
-        proc = run.shell(shell, timeout=400)
+        batch = run.gui_scene("undo_scene.py", {"stroke": [[100.5, 80.5], [110.5, 84.5]]}, seed=3)
+        proc = run.gui(batch, SHELL, display=70 + os.getpid() % 20)
         log_path = run.outside("work", "gimp.log")
         log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""
         context = f"{proc.stdout}{proc.stderr}\n{log}"

@@ -9,10 +9,7 @@ in that window through XTEST (xkeys.py), and in a second run Escape (the dialog'
 
 import json
 import os
-import shlex
-import shutil
 
-import numpy as np
 import pytest
 
 from tests.gimp3 import harness
@@ -20,20 +17,9 @@ from tests.gimp3 import harness
 pytestmark = pytest.mark.gimp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAKE_ENGINE = os.path.join(harness.REPO, "tests", "gimp2_shim", "fake_engine.py")
-FAKE_BACKEND = os.path.join(harness.REPO, "tests", "protocol_vectors", "serve_fake_engine.py")
 STEPS = 60
 
 SHELL = r"""
-set -u
-export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
-mkdir -p /tmp/.X11-unix
-Xvfb :{display} -screen 0 1280x900x24 -nolisten tcp >/dev/null 2>&1 &
-XVFB=$!
-export DISPLAY=:{display}
-sleep 2
-gimp-3.0 --no-splash --batch-interpreter=python-fu-eval -b {batch} >{work}/gimp.log 2>&1 &
-GIMP=$!
 # press ENDED KEYS...: once the run after ENDED finished drags has made 5 steps, press KEYS in
 # the window "Drag-Fu: dragging".
 press() {{
@@ -51,8 +37,6 @@ press 0 Alt_L s
 for i in $(seq 1 240); do [ -f {work}/stopped.json ] && break; sleep 0.5; done
 press 1 Escape
 for i in $(seq 1 240); do [ -f {work}/cancelled.json ] && break; sleep 0.5; done
-kill $GIMP 2>/dev/null; sleep 1; kill -9 $GIMP 2>/dev/null
-kill $XVFB 2>/dev/null
 """
 
 
@@ -65,28 +49,9 @@ def test_stop_keeps_the_state_reached_and_cancel_leaves_the_image_as_it_was(gimp
     }  # fmt: skip
     run = harness.GimpRun(gimp_mode, engine)
     try:
-        shutil.copy(FAKE_ENGINE, run.outside("work", "fake_engine.py"))
-        shutil.copy(FAKE_BACKEND, run.outside("work", "serve_fake_engine.py"))
-        shutil.copy(os.path.join(HERE, "xkeys.py"), run.outside("work", "xkeys.py"))
-        rng = np.random.default_rng(5)
-        rng.integers(0, 200, (160, 200, 3), dtype=np.uint8).tofile(run.outside("work", "photo.raw"))
-        params = {
-            "out": run.path("work"),
-            "pixels": run.path("work", "photo.raw"),
-            "stroke": [[60.5, 80.5], [140.5, 80.5]],
-            "steps": STEPS,
-        }
-        with open(run.outside("work", "params.json"), "w") as handle:
-            json.dump(params, handle)
-        scene = "PARAMS = {!r}\n".format(run.path("work", "params.json"))
-        with open(run.outside("work", "scene.py"), "w") as handle:
-            handle.write(scene + harness.scene("window_scene.py"))
-        batch = "exec(open({!r}).read())".format(run.path("work", "scene.py"))
-        shell = SHELL.format(
-            home=shlex.quote(run.path("home")), work=shlex.quote(run.path("work")),
-            batch=shlex.quote(batch), display=50 + os.getpid() % 20,
-        )  # fmt: skip
-        proc = run.shell(shell, timeout=400)
+        params = {"stroke": [[60.5, 80.5], [140.5, 80.5]], "steps": STEPS}
+        batch = run.gui_scene("window_scene.py", params, seed=5)
+        proc = run.gui(batch, SHELL, display=50 + os.getpid() % 20)
         log_path = run.outside("work", "gimp.log")
         log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""
         engine_log = open(run.outside("work", "engine.log")).read().splitlines()
