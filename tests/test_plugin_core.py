@@ -248,6 +248,27 @@ def test_put_rgb_writes_the_box_keeps_alpha_and_everything_else(channels):
                 assert out[p + channels - 1] == base[p + channels - 1]  # alpha kept
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_put_grey_writes_the_engines_luma_in_the_box_and_keeps_alpha(channels):
+    w, h = 7, 5
+    base = random_bytes(w * h * channels, 4)
+    box = Rect(2, 1, 3, 2)
+    grey = bytearray(range(100, 100 + box.width * box.height))
+    out = composite.put_grey(base, channels, Rect(0, 0, w, h), box, grey)
+    assert isinstance(out, bytearray) and len(out) == len(base)
+    for j in range(h):
+        for i in range(w):
+            p = (j * w + i) * channels
+            if box.x <= i < box.x2 and box.y <= j < box.y2:
+                assert out[p] == grey[(j - box.y) * box.width + i - box.x]
+                if channels == 2:
+                    assert out[p + 1] == base[p + 1]
+            else:
+                assert out[p : p + channels] == base[p : p + channels]
+    with pytest.raises(ValueError):
+        composite.put_grey(base, 3, Rect(0, 0, w, h), box, grey)
+
+
 def test_put_rgb_float_keeps_full_precision_where_the_engine_changed_nothing():
     w, h = 4, 2
     base = array.array("f", [0.1234, 0.5678, 0.9, 1.0] * (w * h))  # RGBA float, 0..1

@@ -104,6 +104,7 @@ class FakeSession:
         align_points=None,
         live=None,
         from_key=None,
+        grey=False,
     ):
         FakeSession.seen.append(
             dict(model=model, width=width, height=height, drags=drags, movable=movable,

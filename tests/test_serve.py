@@ -492,6 +492,39 @@ def test_truncated_frame_at_end_of_input_is_reported_then_exit(harness):
     ]
 
 
+def test_a_grey_result_is_the_luma_of_the_colour_one(harness):
+    """`image_mode: grey` (a grey layer's run): the result's part is [H, W], the Rec. 709 luma of
+    the colour result, and a pixel that came in grey and did not change comes back as it was."""
+    from dragfu.protocol.handlers import luma
+
+    h = harness(FakeBackend(photo=True))
+    rng = np.random.default_rng(0)
+    grey_in = rng.integers(0, 256, (20, 40), dtype=np.uint8)
+    image = np.repeat(grey_in[..., None], 3, axis=-1)
+    results = {}
+    for mode in ("rgb", "grey"):
+        projection = terminal(
+            h.request({"type": "project", "id": f"p{mode}"}, [rgb_array_part("image", image)])
+        )
+        results[mode] = terminal(
+            h.request(
+                {"type": "drag", "id": f"d{mode}", "output": "array", "image_mode": mode,
+                 "projection_id": projection.header["projection_id"], "handles": [[4, 4]],
+                 "targets": [[30, 4]]}
+            )
+        )  # fmt: skip
+    colour = numpy_array(results["rgb"].parts["image"])
+    grey = numpy_array(results["grey"].parts["image"])
+    assert colour.ndim == 3 and grey.shape == colour.shape[:2]
+    assert np.array_equal(grey, luma(colour))
+    x, y, w, hgt = results["grey"].header["box"]
+    still = (colour == image[y : y + hgt, x : x + w]).all(-1)
+    assert still.any() and np.array_equal(grey[still], grey_in[y : y + hgt, x : x + w][still])
+    bad = terminal(h.request({"type": "drag", "id": "x", "seed": 1, "handles": [[1, 1]],
+                              "targets": [[3, 1]], "image_mode": "cmyk"}))  # fmt: skip
+    assert bad.type == "error" and "image_mode" in bad.header["message"]
+
+
 def test_drag_previews_arrive_at_the_sent_size(harness):
     h = harness()
     image = np.zeros((20, 40, 3), dtype=np.uint8)

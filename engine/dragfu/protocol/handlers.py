@@ -93,6 +93,16 @@ class DragView:
         return edit.image[y0:y1, x0:x1], [x0, y0, x1 - x0, y1 - y0], edit
 
 
+# Rec. 709 luma weights on the 8-bit values, as the plug-in's composite.LUMA: a pixel the edit
+# did not change, (g, g, g) from a grey layer, comes back as exactly g.
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [H, W] (for a grey layer's result)."""
+    return np.clip(np.rint(rgb[..., :3].astype(np.float32) @ LUMA), 0, 255).astype(np.uint8)
+
+
 def _rounded(points: list[Point]) -> list[list[float]]:
     return [[round(x, 3), round(y, 3)] for x, y in points]
 
@@ -500,6 +510,8 @@ class Server(Runtime):
         paste_start = time.perf_counter()
         after = np.asarray(outcome.image)
         pixels, box, edit = view.edited(after)
+        if request.image_mode == "grey":
+            pixels = luma(pixels)
         paste_seconds = time.perf_counter() - paste_start
         encode_start = time.perf_counter()
         part = image_part("image", pixels, request.output)

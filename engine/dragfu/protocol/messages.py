@@ -58,6 +58,7 @@ MAX_WAYPOINTS_PER_HANDLE = 256
 MAX_STEPS = 100_000
 MAX_IMAGE_SIDE = 8192
 OUTPUT_FORMATS = ("png", "array")
+IMAGE_MODES = ("rgb", "grey")  # a drag result's image: colour, or luma for a grey layer
 ALIGNMENTS = ("crop", "auto")
 PASTE_MODES = ("warp", "render")
 
@@ -131,6 +132,7 @@ class Drag:
     paste: str = "warp"  # how a projected image gets the edit: "warp" its pixels, or "render"
     pins: list[tuple[float, float]] = field(default_factory=list)  # points that must stay put
     preview_interval: float = 0.0  # seconds: no preview sooner than this after the last one
+    image_mode: str = "rgb"  # the result image: "rgb", or "grey" (Rec. 709 luma, for grey layers)
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,7 @@ def parse_request(frame: Frame) -> Request:
             _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
             pins,
             float(preview_interval),
+            _str_field(header, "image_mode", rid, choices=IMAGE_MODES) or "rgb",
         )
 
     if kind in ("cancel", "stop"):

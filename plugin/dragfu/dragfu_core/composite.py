@@ -75,6 +75,23 @@ def sub_rect(source, channels, width, rect):
     return out
 
 
+def put_grey(base, channels, base_rect, box, grey):
+    """A copy of an 8-bit grey or grey+alpha base (the source over base_rect) whose grey over box
+    is the engine's luma (box.width * box.height bytes); alpha is kept. Row slices only."""
+    if channels not in (1, 2) or not isinstance(base, (bytearray, bytes)):
+        raise ValueError("put_grey takes an 8-bit grey buffer, not %d channels" % channels)
+    if len(grey) != box.width * box.height:
+        raise ValueError("result has %d bytes, expected %d" % (len(grey), box.width * box.height))
+    out = bytearray(base)
+    row = base_rect.width * channels
+    dx, dy = box.x - base_rect.x, box.y - base_rect.y
+    for j in range(box.height):
+        start = (dy + j) * row + dx * channels
+        line = grey[j * box.width:(j + 1) * box.width]
+        out[start:start + box.width * channels:channels] = line
+    return out
+
+
 def put_rgb(base, channels, base_rect, box, rgb, max_value=255):
     """A copy of base (the source over base_rect, its own layout) whose colour channels over box
     (same coordinates as base_rect, inside it) are the engine's 8-bit RGB; alpha is kept.

@@ -572,7 +572,7 @@ class EngineClient(object):
     def drag(self, handles, targets, projection_id=None, latent_id=None, seed=None, psi=None, waypoints=None,
              mask=None, model=None, method=None, max_steps=None, preview_every=0, output="png",
              progress=None, should_cancel=None, timeout=None, cancel_grace=10.0, paste=None, pins=None,
-             should_stop=None, options=None, preview_interval=None):
+             should_stop=None, options=None, preview_interval=None, image_mode=None):
         """Drag ``handles`` to ``targets`` ((x, y) in the sent image's pixel coordinates).
 
         The start is a ``projection_id`` / ``latent_id`` from an earlier result, or a ``seed``.
@@ -582,6 +582,7 @@ class EngineClient(object):
         ``header["latent_id"]`` (to keep dragging from the result). ``pins``: points that must stay
         where they are. ``should_stop``: polled; when true a ``stop`` is sent (Stop = keep).
         ``preview_interval``: seconds; no preview sooner than this after the last one.
+        ``image_mode``: "grey" for the result as luma ([H, W]: for a grey layer), default "rgb".
         """
         fields = {
             "handles": [[float(x), float(y)] for x, y in handles],
@@ -591,7 +592,7 @@ class EngineClient(object):
         }
         for key, value in (("projection_id", projection_id), ("latent_id", latent_id), ("seed", seed),
                            ("psi", psi), ("model", model), ("method", method), ("max_steps", max_steps),
-                           ("paste", paste)):
+                           ("paste", paste), ("image_mode", image_mode)):
             if value is not None:
                 fields[key] = value
         if waypoints is not None:

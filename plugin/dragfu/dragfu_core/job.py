@@ -285,6 +285,8 @@ def run(host, options, config, session_factory=None):
                 weight_mask=composite_mod.alpha_channel(source, info.channels, crop.width, crop.height, info.max_value),
                 align_points=[p for d in crop_drags for p in d.points()],
                 live=preview,
+                # An 8-bit grey layer gets its result as luma: written by row slices.
+                grey=info.channels in (1, 2) and info.max_value == 255,
                 **resume_args
             )
         finally:
@@ -307,7 +309,10 @@ def run(host, options, config, session_factory=None):
             base, info.channels, union, geometry.Rect(*box), image_rgb, info.max_value
         )
 
-    pixels = put_back(outcome.image, outcome.box)
+    if getattr(outcome, "channels", 3) == 1:
+        pixels = composite_mod.put_grey(base, info.channels, union, geometry.Rect(*outcome.box), outcome.image)
+    else:
+        pixels = put_back(outcome.image, outcome.box)
     frames = [(label, put_back(rgb, box)) for label, rgb, _w, _h, box in outcome.frames]
     name = layer_name(crop_drags, model, outcome.steps)
     seconds["composite"] = _clock() - started
@@ -337,7 +342,8 @@ class EngineOutcome(object):
     """What a session returns: the edited box of the crop (8-bit RGB) and where it lies."""
 
     def __init__(self, image, width, height, steps=None, frames=(), notes=(), box=None, latent_key=None,
-                 resumed=False, alignment=None):
+                 resumed=False, alignment=None, channels=3):
+        self.channels = channels  # of image: 3 (8-bit RGB) or 1 (8-bit luma, for a grey layer)
         self.latent_key = latent_key  # the engine's key of the drag's final latent (for the parasite)
         self.resumed = resumed  # True: the run continued a stored latent, nothing was projected
         self.alignment = alignment

@@ -155,7 +155,7 @@ class EngineSession(object):
         return self._loaded[model]
 
     def run(self, model, image, width, height, drags, movable, steps, keep_frames=False, weight_mask=None,
-            align_points=None, from_key=None, live=None):
+            align_points=None, from_key=None, live=None, grey=False):
         """live: a live.LiveDrag (progress line, live preview, the user's stop); drags may hold
         pins (strokes.Drag.is_pin), sent as the drag's `pins`. from_key: resume from a result
         layer's stored latent instead of projecting."""
@@ -203,6 +203,8 @@ class EngineSession(object):
                 stop.install()
             try:
                 options = live.drag_fields() if live is not None and preview_every else {}
+                if grey:
+                    options = dict(options, image_mode="grey")
                 result = self._drag(drags, pins, projection_id, waypoints, mask_part, model, steps,
                                     preview_every, stop, options)
             finally:
@@ -210,7 +212,12 @@ class EngineSession(object):
                 if stop is not None:
                     stop.uninstall()
             header = result.header
-            pixels, out_w, out_h = _array_image(result.parts["image"])
+            part = result.parts["image"]
+            channels = 1 if len(part.shape) == 2 else 3  # grey when asked (an older engine: RGB)
+            if channels == 1:
+                pixels, (out_h, out_w) = bytearray(part.data), part.shape
+            else:
+                pixels, out_w, out_h = _array_image(part)
             box = header.get("box") or (0, 0, out_w, out_h)
             notes = []
             distances = header.get("distances") or []
@@ -230,7 +237,7 @@ class EngineSession(object):
             return EngineOutcome(
                 pixels, out_w, out_h, header.get("steps"), frames, notes, box,
                 latent_key=header.get("latent_key"), resumed=bool(projected.header.get("resumed")),
-                alignment=projected.header.get("alignment"),
+                alignment=projected.header.get("alignment"), channels=channels,
             )
 
     def _drag(self, drags, pins, projection_id, waypoints, mask_part, model, steps, preview_every, stop,
