@@ -109,10 +109,11 @@ def main() -> None:
     G = load_generator("toy", torch.device("cpu"))
     params = params_from_unit(np.full(30, 0.5))
     rows = []
-    # The same drags on the model's own 128 px render: the reference distances.
-    for drags in (ONE, FIVE):
+    # The same drags on the model's own 128 px render (the 1-point one also with the same
+    # selection): the reference distances.
+    for drags, selection in ((ONE, False), (ONE, True), (FIVE, False)):
         spec = PhotoSpec(params, (128, 128), 1.0, 0.0, (64.0, 64.0))
-        row = one_run(G, spec, drags, False, args.steps)
+        row = one_run(G, spec, drags, selection, args.steps)
         row["reference"] = True
         rows.append(row)
         print(json.dumps(row), flush=True)

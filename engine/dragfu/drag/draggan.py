@@ -111,39 +111,40 @@ def track_points(
     """New handle positions: the nearest neighbour (L1) of f_i in the square of radius r2.
 
     Candidates lie on the image's pixel grid around each handle. `subpixel` refines the best
-    candidate between pixels (refine_match), so handles are not confined to whole pixels (what
-    lets a drag on a small image converge).
+    candidate by fitting a parabola to the distances of its neighbours along x and y, so
+    handles are not confined to whole pixels (what lets a drag on a small image converge). An
+    exact match (distance 0: nothing moved there) stays where it is: the L1 distance is V-shaped
+    and lopsided wherever the features are, so a parabola through its neighbours would put the
+    vertex up to half a pixel off, and a handle on an unchanging image would creep every step.
+    (A search for the true minimum instead, 3 x 3 at half, quarter and eighth pixel spacing, was
+    measured and not kept: docs/benchmarks.md, "Sub-pixel tracking".)
     """
     square = square_offsets(radius, handles.device)  # [S, 2]
+    side = 2 * int(radius) + 1
     candidates = clamp_to_image(handles[:, None, :] + square[None], image_size)  # [K, S, 2]
-    distance = match_distance(features, templates, candidates, image_size)  # [K, S]
-    found = candidates[torch.arange(len(handles)), distance.argmin(dim=-1)]
-    return refine_match(features, templates, found, image_size) if subpixel else found
-
-
-def match_distance(features, templates, candidates, image_size: ImageSize) -> torch.Tensor:
-    """L1 distance of each handle's template to the features at its candidates.  [K, S]"""
     sampled = sample_features(features, candidates, image_size)  # [K, S, C]
-    return (sampled - templates[:, None, :].to(sampled.dtype)).abs().sum(dim=-1)
+    distance = (sampled - templates[:, None, :].to(sampled.dtype)).abs().sum(dim=-1)  # [K, S]
+    best = distance.argmin(dim=-1)  # [K]
+    found = candidates[torch.arange(len(handles)), best]
+    if not subpixel:
+        return found
+    grid = distance.reshape(-1, side, side)
+    row, col = best // side, best % side
+    refined = found.clone()
+    for k in range(len(handles)):
+        r, c = int(row[k]), int(col[k])
+        if float(grid[k, r, c]) <= 0.0:
+            continue  # an exact match
+        if 0 < c < side - 1:
+            refined[k, 0] += parabola_vertex(grid[k, r, c - 1], grid[k, r, c], grid[k, r, c + 1])
+        if 0 < r < side - 1:
+            refined[k, 1] += parabola_vertex(grid[k, r - 1, c], grid[k, r, c], grid[k, r + 1, c])
+    return clamp_to_image(refined, image_size)
 
 
-# Steps of the sub-pixel search: a 3 x 3 neighbourhood at each spacing, coarse to fine.
-REFINE_SPACINGS = (0.5, 0.25, 0.125)
-
-
-def refine_match(features, templates, found, image_size: ImageSize) -> torch.Tensor:
-    """Each match moved to the best of its 3 x 3 neighbours at half, quarter and eighth pixel
-    spacing in turn (features sampled bilinearly there).  [K, 2]
-
-    A search, not a curve fitted to the whole-pixel distances: the L1 distance is V-shaped and
-    lopsided where the features are, so a fitted vertex lies off the true minimum (a handle on an
-    image that did not change crept by up to half a pixel a step). The centre comes first, so a
-    tie keeps the match where it is."""
-    axis = torch.tensor([0.0, -1.0, 1.0], device=found.device)
-    dy, dx = torch.meshgrid(axis, axis, indexing="ij")
-    unit = torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)  # [9, 2], (0, 0) first
-    for spacing in REFINE_SPACINGS:
-        candidates = clamp_to_image(found[:, None, :] + spacing * unit[None], image_size)
-        distance = match_distance(features, templates, candidates, image_size)  # [K, 9]
-        found = candidates[torch.arange(len(found)), distance.argmin(dim=-1)]
-    return found
+def parabola_vertex(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> float:
+    """Offset in (-0.5, 0.5) of the minimum of the parabola through (-1, l), (0, c), (1, r)."""
+    curvature = float(left - 2 * centre + right)
+    if curvature <= 1e-12:
+        return 0.0
+    return max(-0.5, min(0.5, 0.5 * float(left - right) / curvature))
