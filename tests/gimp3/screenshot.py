@@ -1,6 +1,10 @@
 """Take docs/images/gimp_dialog.png: the plug-in's dialog in the real GIMP 3 under Xvfb.
 
     sudo .venv/bin/python tests/gimp3/screenshot.py [OUT.png]
+    sudo .venv/bin/python tests/gimp3/screenshot.py --window [OUT.png]   # the run's window
+
+`--window` takes docs/images/gimp_drag_window.png instead: the run's own window ("Drag-Fu:
+dragging", with Stop and keep / Cancel) during a drag with the fake engine (window_scene.py).
 
 Uses the same GIMP 3 as the end-to-end tests (the machine's own or the Debian 13 chroot). GIMP
 starts with its full UI on a virtual display, a script opens a toy-face image with a drag path
@@ -86,12 +90,49 @@ def toy_photo(width, height):
     return photo, (x0, y0, size)
 
 
+WINDOW_SHELL = r"""
+for i in $(seq 1 480); do grep -q '^step 12' {work}/engine.log 2>/dev/null && break; sleep 0.25; done
+ID=$(xwininfo -root -tree 2>/dev/null | grep '"Drag-Fu: dragging"' | head -n1 | awk '{{print $1}}')
+[ -n "$ID" ] && import -window "$ID" {work}/window.png
+for K in "Alt_L s" Escape; do
+  [ -n "$ID" ] && python3 {work}/xkeys.py "$ID" $K
+  sleep 3
+  ID=$(xwininfo -root -tree 2>/dev/null | grep '"Drag-Fu: dragging"' | head -n1 | awk '{{print $1}}')
+done
+"""
+
+
+def window_shot(out):
+    """The run's own window mid-drag (the fake engine at 0.2 s a step)."""
+    engine = {
+        "engine_command": [
+            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.2",
+            "--log", "{work}/engine.log",
+        ]
+    }  # fmt: skip
+    run = harness.GimpRun(harness.ensure_gimp(), engine)
+    try:
+        params = {"stroke": [[60.5, 80.5], [140.5, 80.5]], "steps": 60}
+        batch = run.gui_scene("window_scene.py", params, seed=5)
+        proc = run.gui(batch, WINDOW_SHELL, display=77, timeout=300)
+        shot = run.outside("work", "window.png")
+        if not os.path.exists(shot):
+            print("no run window found\n", proc.stdout, proc.stderr)
+            return 1
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        shutil.copy(shot, out)
+        print("wrote", out)
+        return 0
+    finally:
+        run.cleanup()
+
+
 def main():
-    out = (
-        sys.argv[1]
-        if len(sys.argv) > 1
-        else os.path.join(harness.REPO, "docs", "images", "gimp_dialog.png")
-    )
+    args = sys.argv[1:]
+    if args and args[0] == "--window":
+        default = os.path.join(harness.REPO, "docs", "images", "gimp_drag_window.png")
+        return window_shot(args[1] if len(args) > 1 else default)
+    out = args[0] if args else os.path.join(harness.REPO, "docs", "images", "gimp_dialog.png")
     mode = harness.ensure_gimp()
     run = harness.GimpRun(mode)
     try:
