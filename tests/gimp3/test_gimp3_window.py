@@ -1,7 +1,7 @@
 """The run's own window in the real GIMP 3: "Stop and keep" and Cancel, pressed by a user.
 
-A user's run (here GIMP's "Repeat", WITH_LAST_VALS: no parameter dialog) shows the window
-"Drag-Fu: dragging" with the progress and two buttons. GIMP 3 runs with its full UI on a virtual
+A user's run (from the menu: the parameter dialog, OK'd with Return; or "Repeat", WITH_LAST_VALS)
+shows the window "Drag-Fu: dragging" with the progress and two buttons. GIMP 3 runs with its full UI on a virtual
 display (Xvfb, the Debian 13 chroot of the other GIMP 3 tests) and the fake engine drags slowly;
 once the engine's log shows five drag steps the test presses Alt+S (the Stop button's mnemonic)
 in that window through XTEST (xkeys.py), and in a second run Escape (the dialog's cancel).
@@ -33,6 +33,15 @@ press() {{
   echo "window: $ID"
   [ -n "$ID" ] && python3 {work}/xkeys.py "$ID" "$@"
 }}
+# The menu's run: its parameter dialog ("Drag-Fu") first, OK'd with Return.
+for i in $(seq 1 240); do
+  DIALOG=$(xwininfo -root -tree 2>/dev/null | grep '"Drag-Fu"' | head -n1 | awk '{{print $1}}')
+  [ -n "$DIALOG" ] && break
+  sleep 0.5
+done
+echo "dialog: $DIALOG"
+sleep 2
+[ -n "$DIALOG" ] && python3 {work}/xkeys.py "$DIALOG" Return
 press 0 Alt_L s
 for i in $(seq 1 240); do [ -f {work}/stopped.json ] && break; sleep 0.5; done
 press 1 Escape
