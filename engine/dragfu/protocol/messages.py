@@ -324,6 +324,198 @@ def check_protocol(header: dict, rid: Any) -> None:
         )
 
 
+def _parse_hello(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """hello: the client's name and protocol version."""
+    _check_parts(frame, (), rid)
+    client = header.get("client", "")
+    if not isinstance(client, str):
+        raise _bad("bad_request", "'client' must be a string", rid)
+    version = header.get("protocol")
+    return Hello(
+        rid, version if version is not None else SUPPORTED_PROTOCOL_VERSIONS[-1], client[:200]
+    )
+
+
+def _parse_load_model(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """load_model: a model name or file."""
+    _check_parts(frame, (), rid)
+    return LoadModel(rid, _str_field(header, "model", rid, required=True))
+
+
+def _parse_project(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """project: the image (+ weight mask), settings, alignment, resume key."""
+    _check_parts(frame, ("image", "weight_mask"), rid)
+    if "image" not in frame.parts:
+        raise _bad(
+            "bad_request", "'project' needs an 'image' payload part (PNG or uint8 array)", rid
+        )
+    image = decode_image(frame.parts["image"], rid)
+    weight_mask = None
+    if "weight_mask" in frame.parts:
+        weight_mask = decode_mask(frame.parts["weight_mask"], rid, "weight_mask")
+        if weight_mask.shape != image.shape[:2]:
+            raise _bad(
+                "bad_request",
+                f"'weight_mask' is {weight_mask.shape[1]}x{weight_mask.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}",
+                rid,
+            )
+    settings = header.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise _bad("bad_request", "'settings' must be an object", rid)
+    cache = header.get("cache", True)
+    if not isinstance(cache, bool):
+        raise _bad("bad_request", "'cache' must be true or false", rid)
+    alignment = header.get("alignment", "crop")
+    if not (alignment in ALIGNMENTS or isinstance(alignment, dict)):
+        raise _bad(
+            "bad_request",
+            f"'alignment' must be one of {list(ALIGNMENTS)} or an object "
+            f"{{scale, angle, centre}}, got {alignment!r}",
+            rid,
+        )
+    align_points = header.get("align_points")
+    align_points = parse_points(align_points, "align_points", rid) if align_points else []
+    if alignment == "auto" and not align_points:
+        raise _bad("bad_request", "'alignment': 'auto' needs 'align_points' (the drag points)", rid)
+    from_key = header.get("from_key")
+    if from_key is not None and not (isinstance(from_key, str) and LATENT_KEY.fullmatch(from_key)):
+        raise _bad("bad_request", "'from_key' must be a drag result's 'latent_key'", rid)
+    return Project(
+        rid,
+        _str_field(header, "model", rid),
+        image,
+        weight_mask,
+        settings,
+        _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
+        _int_field(header, "preview_every", 0, 0, MAX_STEPS, rid),
+        cache,
+        alignment,
+        align_points,
+        from_key,
+    )
+
+
+def _parse_waypoints(waypoints: Any, handles: int, rid: Any) -> list | None:
+    """A drag's waypoints: one list of points per handle (or none)."""
+    if waypoints is None:
+        return None
+    if not isinstance(waypoints, list) or len(waypoints) != handles:
+        raise _bad(
+            "invalid_points",
+            "'waypoints' must be a list with one list of points per handle",
+            rid,
+        )
+    parsed: list[list[tuple[float, float]]] = []
+    for i, points in enumerate(waypoints):
+        if not isinstance(points, list) or len(points) > MAX_WAYPOINTS_PER_HANDLE:
+            raise _bad(
+                "invalid_points",
+                f"waypoints[{i}] must be a list of at most {MAX_WAYPOINTS_PER_HANDLE} points",
+                rid,
+            )
+        parsed.append([parse_point(p, f"waypoints[{i}][{j}]", rid) for j, p in enumerate(points)])
+    return parsed
+
+
+def _parse_drag(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """drag: the start (projection, latent or seed), points, mask, settings."""
+    _check_parts(frame, ("mask",), rid)
+    latent_id = header.get("latent_id", header.get("projection_id"))
+    if latent_id is not None and (
+        not isinstance(latent_id, str) or not latent_id or len(latent_id) > 128
+    ):
+        raise _bad("bad_request", "'latent_id' / 'projection_id' must be a string", rid)
+    seed = header.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**32):
+        raise _bad("bad_request", f"'seed' must be an integer in [0, 2**32), got {seed!r}", rid)
+    if (latent_id is None) == (seed is None):
+        raise _bad(
+            "bad_request",
+            "'drag' needs exactly one of 'projection_id', 'latent_id' or 'seed'",
+            rid,
+        )
+    psi = header.get("psi", 1.0)
+    if not _is_number(psi) or abs(psi) > 10:
+        raise _bad("bad_request", f"'psi' must be a number in [-10, 10], got {psi!r}", rid)
+    handles = parse_points(header.get("handles"), "handles", rid)
+    targets = parse_points(header.get("targets"), "targets", rid)
+    if len(handles) != len(targets):
+        raise _bad("invalid_points", f"{len(handles)} handles but {len(targets)} targets", rid)
+    waypoints = _parse_waypoints(header.get("waypoints"), len(handles), rid)
+    mask = None
+    if "mask" in frame.parts:
+        mask = decode_mask(frame.parts["mask"], rid, "mask") >= 0.5
+    options = header.get("options") or {}
+    if not isinstance(options, dict):
+        raise _bad("bad_request", "'options' must be an object", rid)
+    pins = header.get("pins")
+    pins = parse_points(pins, "pins", rid) if pins else []
+    preview_interval = header.get("preview_interval", 0.0)
+    if not _is_number(preview_interval) or not 0 <= preview_interval <= 3600:
+        raise _bad(
+            "bad_request",
+            f"'preview_interval' must be seconds in [0, 3600], got {preview_interval!r}",
+            rid,
+        )
+    return Drag(
+        rid,
+        _str_field(header, "model", rid),
+        latent_id,
+        seed,
+        float(psi),
+        handles,
+        targets,
+        waypoints,
+        mask,
+        _str_field(header, "method", rid) or "default",
+        _int_field(header, "max_steps", 300, 1, MAX_STEPS, rid),
+        _int_field(header, "preview_every", 0, 0, MAX_STEPS, rid),
+        _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
+        _int_field(header, "drag_seed", 0, 0, 2**32 - 1, rid),
+        options,
+        _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
+        pins,
+        float(preview_interval),
+        _str_field(header, "image_mode", rid, choices=IMAGE_MODES) or "rgb",
+    )
+
+
+def _parse_cancel(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """cancel / stop: the target request, keep or discard."""
+    _check_parts(frame, (), rid)
+    target = header.get("target")
+    if target is not None and request_id_of({"id": target}) is None:
+        raise _bad("bad_request", "'target' must be a request id (string or integer)", rid)
+    keep = header.get("keep", kind == "stop")
+    if not isinstance(keep, bool):
+        raise _bad("bad_request", "'keep' must be true or false", rid)
+    return Cancel(rid, target, keep, kind)
+
+
+def _parse_shutdown(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """shutdown."""
+    _check_parts(frame, (), rid)
+    return Shutdown(rid)
+
+
+def _parse_echo(frame: Frame, header: dict, rid: Any, kind: str) -> Request:
+    """echo: the payload comes back untouched."""
+    return Echo(rid, dict(frame.parts))
+
+
+_PARSERS = {
+    "hello": _parse_hello,
+    "load_model": _parse_load_model,
+    "project": _parse_project,
+    "drag": _parse_drag,
+    "cancel": _parse_cancel,
+    "stop": _parse_cancel,
+    "shutdown": _parse_shutdown,
+    "echo": _parse_echo,
+}
+
+
 def parse_request(frame: Frame) -> Request:
     """Validate a frame as a request; raises ``ProtocolError`` (with the request id when known)."""
     header = frame.header
@@ -341,172 +533,7 @@ def parse_request(frame: Frame) -> Request:
             rid,
         )
     check_protocol(header, rid)
-
-    if kind == "hello":
-        _check_parts(frame, (), rid)
-        client = header.get("client", "")
-        if not isinstance(client, str):
-            raise _bad("bad_request", "'client' must be a string", rid)
-        version = header.get("protocol")
-        return Hello(
-            rid, version if version is not None else SUPPORTED_PROTOCOL_VERSIONS[-1], client[:200]
-        )
-
-    if kind == "load_model":
-        _check_parts(frame, (), rid)
-        return LoadModel(rid, _str_field(header, "model", rid, required=True))
-
-    if kind == "project":
-        _check_parts(frame, ("image", "weight_mask"), rid)
-        if "image" not in frame.parts:
-            raise _bad(
-                "bad_request", "'project' needs an 'image' payload part (PNG or uint8 array)", rid
-            )
-        image = decode_image(frame.parts["image"], rid)
-        weight_mask = None
-        if "weight_mask" in frame.parts:
-            weight_mask = decode_mask(frame.parts["weight_mask"], rid, "weight_mask")
-            if weight_mask.shape != image.shape[:2]:
-                raise _bad(
-                    "bad_request",
-                    f"'weight_mask' is {weight_mask.shape[1]}x{weight_mask.shape[0]} but the image is "
-                    f"{image.shape[1]}x{image.shape[0]}",
-                    rid,
-                )
-        settings = header.get("settings") or {}
-        if not isinstance(settings, dict):
-            raise _bad("bad_request", "'settings' must be an object", rid)
-        cache = header.get("cache", True)
-        if not isinstance(cache, bool):
-            raise _bad("bad_request", "'cache' must be true or false", rid)
-        alignment = header.get("alignment", "crop")
-        if not (alignment in ALIGNMENTS or isinstance(alignment, dict)):
-            raise _bad(
-                "bad_request",
-                f"'alignment' must be one of {list(ALIGNMENTS)} or an object "
-                f"{{scale, angle, centre}}, got {alignment!r}",
-                rid,
-            )
-        align_points = header.get("align_points")
-        align_points = parse_points(align_points, "align_points", rid) if align_points else []
-        if alignment == "auto" and not align_points:
-            raise _bad(
-                "bad_request", "'alignment': 'auto' needs 'align_points' (the drag points)", rid
-            )
-        from_key = header.get("from_key")
-        if from_key is not None and not (
-            isinstance(from_key, str) and LATENT_KEY.fullmatch(from_key)
-        ):
-            raise _bad("bad_request", "'from_key' must be a drag result's 'latent_key'", rid)
-        return Project(
-            rid,
-            _str_field(header, "model", rid),
-            image,
-            weight_mask,
-            settings,
-            _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
-            _int_field(header, "preview_every", 0, 0, MAX_STEPS, rid),
-            cache,
-            alignment,
-            align_points,
-            from_key,
-        )
-
-    if kind == "drag":
-        _check_parts(frame, ("mask",), rid)
-        latent_id = header.get("latent_id", header.get("projection_id"))
-        if latent_id is not None and (
-            not isinstance(latent_id, str) or not latent_id or len(latent_id) > 128
-        ):
-            raise _bad("bad_request", "'latent_id' / 'projection_id' must be a string", rid)
-        seed = header.get("seed")
-        if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**32):
-            raise _bad("bad_request", f"'seed' must be an integer in [0, 2**32), got {seed!r}", rid)
-        if (latent_id is None) == (seed is None):
-            raise _bad(
-                "bad_request",
-                "'drag' needs exactly one of 'projection_id', 'latent_id' or 'seed'",
-                rid,
-            )
-        psi = header.get("psi", 1.0)
-        if not _is_number(psi) or abs(psi) > 10:
-            raise _bad("bad_request", f"'psi' must be a number in [-10, 10], got {psi!r}", rid)
-        handles = parse_points(header.get("handles"), "handles", rid)
-        targets = parse_points(header.get("targets"), "targets", rid)
-        if len(handles) != len(targets):
-            raise _bad("invalid_points", f"{len(handles)} handles but {len(targets)} targets", rid)
-        waypoints = header.get("waypoints")
-        if waypoints is not None:
-            if not isinstance(waypoints, list) or len(waypoints) != len(handles):
-                raise _bad(
-                    "invalid_points",
-                    "'waypoints' must be a list with one list of points per handle",
-                    rid,
-                )
-            parsed: list[list[tuple[float, float]]] = []
-            for i, points in enumerate(waypoints):
-                if not isinstance(points, list) or len(points) > MAX_WAYPOINTS_PER_HANDLE:
-                    raise _bad(
-                        "invalid_points",
-                        f"waypoints[{i}] must be a list of at most {MAX_WAYPOINTS_PER_HANDLE} points",
-                        rid,
-                    )
-                parsed.append(
-                    [parse_point(p, f"waypoints[{i}][{j}]", rid) for j, p in enumerate(points)]
-                )
-            waypoints = parsed
-        mask = None
-        if "mask" in frame.parts:
-            mask = decode_mask(frame.parts["mask"], rid, "mask") >= 0.5
-        options = header.get("options") or {}
-        if not isinstance(options, dict):
-            raise _bad("bad_request", "'options' must be an object", rid)
-        pins = header.get("pins")
-        pins = parse_points(pins, "pins", rid) if pins else []
-        preview_interval = header.get("preview_interval", 0.0)
-        if not _is_number(preview_interval) or not 0 <= preview_interval <= 3600:
-            raise _bad(
-                "bad_request",
-                f"'preview_interval' must be seconds in [0, 3600], got {preview_interval!r}",
-                rid,
-            )
-        return Drag(
-            rid,
-            _str_field(header, "model", rid),
-            latent_id,
-            seed,
-            float(psi),
-            handles,
-            targets,
-            waypoints,
-            mask,
-            _str_field(header, "method", rid) or "default",
-            _int_field(header, "max_steps", 300, 1, MAX_STEPS, rid),
-            _int_field(header, "preview_every", 0, 0, MAX_STEPS, rid),
-            _str_field(header, "output", rid, choices=OUTPUT_FORMATS) or "png",
-            _int_field(header, "drag_seed", 0, 0, 2**32 - 1, rid),
-            options,
-            _str_field(header, "paste", rid, choices=PASTE_MODES) or "warp",
-            pins,
-            float(preview_interval),
-            _str_field(header, "image_mode", rid, choices=IMAGE_MODES) or "rgb",
-        )
-
-    if kind in ("cancel", "stop"):
-        _check_parts(frame, (), rid)
-        target = header.get("target")
-        if target is not None and request_id_of({"id": target}) is None:
-            raise _bad("bad_request", "'target' must be a request id (string or integer)", rid)
-        keep = header.get("keep", kind == "stop")
-        if not isinstance(keep, bool):
-            raise _bad("bad_request", "'keep' must be true or false", rid)
-        return Cancel(rid, target, keep, kind)
-
-    if kind == "shutdown":
-        _check_parts(frame, (), rid)
-        return Shutdown(rid)
-
-    return Echo(rid, dict(frame.parts))  # kind == "echo"
+    return _PARSERS[kind](frame, header, rid, kind)
 
 
 def check_points_inside(
