@@ -5,6 +5,7 @@ fake backend (tests/gimp2_shim/fake_engine.py) or an in-process fake session."""
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -522,6 +523,19 @@ def test_the_hosts_window_stops_and_keeps_or_cancels_and_discards():
         run_real_client(host, job.Options(steps=40), {"engine_command": engine})
     assert info.value.code == "cancelled" and host.inserted is None
     assert host.removed == 1 and host.preview is None
+
+
+def test_cancel_while_the_engine_starts_stops_it_at_once():
+    """An engine that takes long to say hello (torch importing): the window's Cancel ends the run
+    within a poll or two (the engine is killed: nothing is lost before its hello)."""
+    slow = [sys.executable, "-c", "import time; time.sleep(60)"]
+    host = WindowHost("cancel", strokes=[(flat((30.5, 30.5), (70.5, 30.5)), False, "s1")])
+    host.pressed = True  # pressed before the engine answered
+    started = time.monotonic()
+    with pytest.raises(job.JobError) as info:
+        run_real_client(host, job.Options(steps=4), {"engine_command": slow, "warm_engine": False})
+    assert info.value.code == "cancelled" and host.inserted is None
+    assert time.monotonic() - started < 10  # not the 60 s sleep, nor a 10 s cancel grace
 
 
 def test_pins_alone_are_not_a_drag_and_reach_the_engine_with_the_drags():

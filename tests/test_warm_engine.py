@@ -240,3 +240,31 @@ def test_a_cancelled_run_leaves_the_engine_serving_the_next(runtime):
     result = again.drag([(10, 10)], [(14, 10)], seed=1, max_steps=3)
     assert result.header["steps"] >= 1
     again.shutdown()
+
+
+def test_a_cancel_while_the_warm_engine_starts_ends_the_wait(runtime, monkeypatch):
+    """The user cancels while a warm engine is still coming up (torch importing): the run ends at
+    once; the engine goes on starting, for the next run."""
+    folder, started = runtime
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    spawned = []
+    real_start = warm.start_detached
+
+    def start_detached(*args, **kwargs):
+        proc = real_start(*args, **kwargs)
+        spawned.append(proc)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(warm, "start_detached", start_detached)
+    polls = []
+
+    def should_cancel():
+        polls.append(time.monotonic())
+        return len(polls) >= 3  # the user presses Cancel a moment after the start
+
+    began = time.monotonic()
+    with pytest.raises(engine_client.EngineCancelled):
+        warm.connect(slow, {}, dict(os.environ), startup_timeout=60, should_cancel=should_cancel)
+    assert time.monotonic() - began < 5 and len(polls) == 3
+    assert spawned and spawned[0].poll() is None  # still starting, left for the next run

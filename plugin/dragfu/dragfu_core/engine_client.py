@@ -171,8 +171,10 @@ class EngineClient(object):
 
     # -- process ------------------------------------------------------------------------------
 
-    def start(self):
-        """Spawn the engine (or connect to it) and say hello; returns the hello result's header."""
+    def start(self, should_cancel=None):
+        """Spawn the engine (or connect to it) and say hello; returns the hello result's header.
+        ``should_cancel``: polled while waiting for the hello (an engine importing torch takes
+        seconds); when it returns True the engine is stopped at once (EngineCancelled)."""
         self._open()
         self._threads = []
         for target, name in self._reader_threads():
@@ -182,7 +184,8 @@ class EngineClient(object):
             self._threads.append(thread)
         try:
             result = self.request(
-                "hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=self.startup_timeout
+                "hello", {"protocol": PROTOCOL_VERSION, "client": self.client_name}, timeout=self.startup_timeout,
+                should_cancel=should_cancel, cancel_grace=0.0,
             )
         except EngineError:
             self.kill()  # nothing may linger after a failed start

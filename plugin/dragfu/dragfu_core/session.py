@@ -142,10 +142,12 @@ class EngineSession(object):
             self.progress.stage("start")
             if self.warm:
                 # The user's engine stays between runs (docs/plugin.md, "The warm engine").
-                self.client, self.engine_started = warm.connect(self.argv, self.extra_env, env)
+                self.client, self.engine_started = warm.connect(
+                    self.argv, self.extra_env, env, should_cancel=self.cancel
+                )
             else:
                 self.client = self.client_class(flatpak_argv(self.argv, self.extra_env), env=env)
-                self.client.start()
+                self.client.start(should_cancel=self.cancel)  # (the host's window stays live)
         if model not in self._loaded:
             self.progress.stage("load_model", 0, 1, model=model)
             header = self.client.request(

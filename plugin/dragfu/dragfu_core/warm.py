@@ -30,7 +30,7 @@ import tempfile
 import time
 
 from . import frames
-from .engine_client import EngineError, SocketClient
+from .engine_client import EngineCancelled, EngineError, SocketClient
 
 HELLO_TIMEOUT = 5.0  # a warm engine answers hello at once; longer = stuck
 ENGINE_NAMES = ("dragfu", "dragfu.exe", "dragfu-script.py")
@@ -204,10 +204,12 @@ def start_detached(argv, path, log_path, env, key_path=None):
 
 
 def connect(argv, extra_env, env, startup_timeout=180.0, hello_timeout=HELLO_TIMEOUT, environ=None,
-            client_options=None, on_start=None):
+            client_options=None, on_start=None, should_cancel=None):
     """A SocketClient to the user's warm engine for this set-up, started first when needed.
 
-    Returns (client, started): ``started`` is True when this call started the engine."""
+    Returns (client, started): ``started`` is True when this call started the engine.
+    ``should_cancel``: polled while a started engine comes up; True raises EngineCancelled (the
+    engine goes on starting, for the next run)."""
     path, log_path, key_path = endpoint(argv, extra_env, environ)
     client = try_connect(path, log_path, key_path, hello_timeout, client_options)
     if client is not None:
@@ -237,6 +239,8 @@ def connect(argv, extra_env, env, startup_timeout=180.0, hello_timeout=HELLO_TIM
                 "the engine did not open %s within %g s" % (path, startup_timeout),
                 "its log is %s" % log_path,
             )
+        if should_cancel is not None and should_cancel():
+            raise EngineCancelled("cancelled", "cancelled while the engine was starting")
         time.sleep(0.1)
 
 
