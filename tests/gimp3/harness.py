@@ -57,6 +57,15 @@ def ensure_gimp(build_timeout=3600):
     return "chroot"
 
 
+# The fake engine slowed to 0.2 s a step, logging its steps (the run window's test and screenshot).
+SLOW_FAKE_ENGINE = {
+    "engine_command": [
+        "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.2",
+        "--log", "{work}/engine.log",
+    ]
+}  # fmt: skip
+WINDOW_SCENE_PARAMS = {"stroke": [[60.5, 80.5], [140.5, 80.5]], "steps": 60}
+
 GUI_START = r"""
 set -u
 export HOME={home} XDG_CONFIG_HOME={home}/.config LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin

@@ -104,16 +104,9 @@ done
 
 def window_shot(out):
     """The run's own window mid-drag (the fake engine at 0.2 s a step)."""
-    engine = {
-        "engine_command": [
-            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.2",
-            "--log", "{work}/engine.log",
-        ]
-    }  # fmt: skip
-    run = harness.GimpRun(harness.ensure_gimp(), engine)
+    run = harness.GimpRun(harness.ensure_gimp(), harness.SLOW_FAKE_ENGINE)
     try:
-        params = {"stroke": [[60.5, 80.5], [140.5, 80.5]], "steps": 60}
-        batch = run.gui_scene("window_scene.py", params, seed=5)
+        batch = run.gui_scene("window_scene.py", harness.WINDOW_SCENE_PARAMS, seed=5)
         proc = run.gui(batch, WINDOW_SHELL, display=77, timeout=300)
         shot = run.outside("work", "window.png")
         if not os.path.exists(shot):

@@ -17,7 +17,7 @@ from tests.gimp3 import harness
 pytestmark = pytest.mark.gimp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEPS = 60
+STEPS = harness.WINDOW_SCENE_PARAMS["steps"]
 
 SHELL = r"""
 # press ENDED KEYS...: once the run after ENDED finished drags has made 5 steps, press KEYS in
@@ -50,16 +50,9 @@ for i in $(seq 1 240); do [ -f {work}/cancelled.json ] && break; sleep 0.5; done
 
 
 def test_stop_keeps_the_state_reached_and_cancel_leaves_the_image_as_it_was(gimp_mode):
-    engine = {
-        "engine_command": [
-            "python3", "{work}/fake_engine.py", "--resolution", "64", "--step-delay", "0.2",
-            "--log", "{work}/engine.log",
-        ]
-    }  # fmt: skip
-    run = harness.GimpRun(gimp_mode, engine)
+    run = harness.GimpRun(gimp_mode, harness.SLOW_FAKE_ENGINE)
     try:
-        params = {"stroke": [[60.5, 80.5], [140.5, 80.5]], "steps": STEPS}
-        batch = run.gui_scene("window_scene.py", params, seed=5)
+        batch = run.gui_scene("window_scene.py", harness.WINDOW_SCENE_PARAMS, seed=5)
         proc = run.gui(batch, SHELL, display=50 + os.getpid() % 20)
         log_path = run.outside("work", "gimp.log")
         log = open(log_path).read()[-3000:] if os.path.exists(log_path) else ""

@@ -11,10 +11,11 @@ previews must not slow the drag much: `ready()` (asked by the drag before it ren
 no while one is being pasted, and until the time since the last one is PREVIEW_SPACING times
 what it cost (its render and paste), so previews take at most about PREVIEW_SHARE of the drag's
 time however slow the machine; on Linux the pasting thread also runs at a lower priority, so
-where it competes with the drag for the CPU the drag comes first. One that arrives while another waits replaces it, and the step
-it replaces goes out at once without its picture. Otherwise (a client that keeps every frame) they wait their turn. The drag's result
-waits for the previews in hand. A preview's event can therefore reach the client after the
-events of later steps, never after the result (docs/protocol.md says so).
+where it competes with the drag for the CPU the drag comes first. One that arrives while another
+waits replaces it, and the step it replaces goes out at once without its picture. Otherwise (a
+client that keeps every frame) they wait their turn. The drag's result waits for the previews in
+hand. A preview's event can therefore reach the client after the events of later steps, never
+after the result (docs/protocol.md says so).
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class LiveDrag(object):
             started = getattr(self.host, "drag_started", None)
             if started is not None:
                 started()  # e.g. the host's window offers Stop from now on
-        elif step > self._latest and step > self._first[0]:
+        elif step > self._latest:  # (the first event's step is the latest one so far)
             self.seconds_per_step = (now - self._first[1]) / (step - self._first[0])
         # A preview is pasted beside the drag (the engine's previews.py), so its step can
         # arrive after later ones: the progress line only moves forward.

@@ -216,10 +216,7 @@ class EngineSession(object):
             header = result.header
             part = result.parts["image"]
             channels = 1 if len(part.shape) == 2 else 3  # grey when asked (an older engine: RGB)
-            if channels == 1:
-                pixels, (out_h, out_w) = bytearray(part.data), part.shape
-            else:
-                pixels, out_w, out_h = _array_image(part)
+            pixels, out_w, out_h = _array_image(part, keep_grey=True)
             box = header.get("box") or (0, 0, out_w, out_h)
             notes = []
             distances = header.get("distances") or []
@@ -293,14 +290,17 @@ def model_size(value):
     return (width, height)
 
 
-def _array_image(part):
-    """(rgb bytes, width, height) from a uint8 array part [H, W, 3] (or [H, W] grey)."""
+def _array_image(part, keep_grey=False):
+    """(rgb bytes, width, height) from a uint8 array part [H, W, 3] (or [H, W] grey, made RGB
+    unless keep_grey: then its bytes as they are)."""
     if part.kind != "array" or part.dtype != "uint8":
         raise EngineError("bad_frame", "the engine sent a %s image; expected a raw uint8 array" % part.kind)
     shape = list(part.shape)
     data = bytearray(part.data)
     if len(shape) == 2:
         height, width = shape
+        if keep_grey:
+            return data, width, height
         rgb = bytearray(width * height * 3)
         rgb[0::3] = data
         rgb[1::3] = data
